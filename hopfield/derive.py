@@ -1,0 +1,466 @@
+r"""Derive a network block from a declared energy (THEORY §4–5).
+
+:func:`derive` reads the graph and decides, for each *group* of synapses acting on the visible
+layer (operator splitting, one residual or leaky step per group, in order):
+
+1. which layers of the group are *fast* ($\tau = 0$) and must sit at equilibrium;
+2. how the fast layers fall into connected components (joined by synapses among fast layers);
+   a single fast layer not coupled to itself is **explicit** (one evaluation of its current),
+   a component of two or more layers (or a self-coupled one) is **implicit**: a fixed point
+   solved iteratively, e.g. $x_2 = (1 - F)^{-1}(y)$ for iMixer's token group;
+3. the current the settled group sends into the visible layer, and the step it takes.
+
+Inside an implicit component the layers are ordered by their distance from the slow layers.
+The farthest layers are eliminated inside the fixed-point map; the iteration starts from the
+currents of the slow layers alone (for iMixer: $x_2 = y$, i.e. $\sigma(x_3)$ absent) and each
+iteration sweeps from the farthest layer back to the roots, which reproduces the published
+iMixer loop $x_2 \leftarrow y + F(x_2)$ exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .dynamics.implicit import GRAD_MODES, solve_fixed_point
+from .dynamics.solvers import get_solver
+from .errors import WiringError
+from .graph import EnergyGraph
+from .lagrangians import Lagrangian
+from .synapses import Bias
+
+__all__ = ["Group", "derive", "DerivedBlock", "LyapunovReport", "lyapunov_report"]
+
+STEPS = ("residual", "leaky")
+CURRENT_METHODS = ("auto", "autograd")
+
+
+@dataclass
+class Group:
+    """One operator-splitting group: the synapses it owns and how the visible layer steps.
+
+    Args:
+        synapses: names of the group's synapses (those touching the visible layer and those
+            among the group's fast layers).
+        name: a label for ``describe()`` (default ``group<i>``).
+        step: ``"residual"`` ($x \\leftarrow x + \\alpha I$) or ``"leaky"``
+            ($x \\leftarrow x + (\\alpha/\\tau)(I - x)$).
+        step_size: $\\alpha$.
+        lagrangian: the visible layer's Lagrangian as this group sees it (e.g. the Mixer's
+            separate ``norm1``/``norm2``); ``None`` uses the graph's. A per-group Lagrangian is a
+            splitting relaxation: the block then has no single energy.
+        solver, max_iter, tol, grad, solver_options: how implicit components are solved
+            (``None`` inherits :func:`derive`'s).
+    """
+
+    synapses: Sequence[str]
+    name: str | None = None
+    step: str | None = None
+    step_size: float | None = None
+    lagrangian: Lagrangian | None = None
+    solver: str | None = None
+    max_iter: int | None = None
+    tol: float | None = None
+    grad: str | None = None
+    solver_options: dict | None = None
+
+
+@dataclass
+class _Component:
+    layers: list[str]
+    implicit: bool
+    state: list[str] = field(default_factory=list)  # iterated layers (roots first)
+    eliminated: list[str] = field(default_factory=list)  # recomputed inside the map
+    order: list[str] = field(default_factory=list)  # init order (ascending distance)
+    sweep: list[str] = field(default_factory=list)  # map order (descending distance)
+    external: dict = field(default_factory=dict)  # layer -> [(syn, slot)] from slow layers only
+    internal: dict = field(default_factory=dict)  # layer -> [(syn, slot)] among component layers
+    lower: dict = field(default_factory=dict)  # layer -> [(syn, slot)] to lower-distance layers
+
+
+@dataclass
+class _Plan:
+    name: str
+    synapses: list[str]
+    step: str
+    step_size: float
+    lagrangian: Lagrangian | None
+    copies: list[str]
+    components: list[_Component]
+    into_visible: list  # [(syn, slot)]
+    solver: str
+    max_iter: int
+    tol: float | None
+    grad: str
+    solver_options: dict
+
+
+def _self_coupled(graph: EnergyGraph, syn_name: str, layer: str) -> bool:
+    edge, syn = graph.edges[syn_name], graph.synapses[syn_name]
+    if edge.count(layer) > 1:
+        return True
+    return len(edge) == 1 and not isinstance(syn, Bias)
+
+
+class DerivedBlock(nn.Module):
+    """An ``nn.Module`` whose forward is the update derived from an :class:`EnergyGraph`.
+
+    ``forward(x, **clamped)`` takes the visible layer's state ``(batch, *shape)`` (and the states
+    of other clamped, non-copy layers by name) and returns the updated visible state. After a
+    forward, ``last_stats`` holds the solver stats of every implicit component.
+    """
+
+    def __init__(self, graph: EnergyGraph, visible: str, plans: list[_Plan], repeats: int,
+                 currents: str, tied: bool):
+        super().__init__()
+        self.graph = graph
+        self.visible = visible
+        self.plans = plans
+        self.repeats = repeats
+        self.currents_method = currents
+        self.tied = tied
+        self.group_lagrangians = nn.ModuleList([p.lagrangian for p in plans if p.lagrangian])
+        self.last_stats: dict = {}
+        self.drop_path = 0.0  # stochastic depth rate on each group's increment (training only)
+
+    # ------------------------------------------------------------------ evaluation helpers
+    def _current(self, targets_slots, gs):
+        """Sum of currents from ``[(syn, slot)]`` given activations ``gs``."""
+        g = self.graph
+        out = None
+        if self.currents_method == "auto":
+            for s, i in targets_slots:
+                # a target's own activation may not exist yet (it is being computed); closed
+                # forms of synapses linear in the target never read it
+                c = g.synapses[s].current(i, *(gs.get(n) for n in g.edges[s]))
+                if c is None:
+                    c = self._autograd_current(s, i, gs)
+                out = c if out is None else out + c
+            return out
+        for s, i in targets_slots:
+            c = self._autograd_current(s, i, gs)
+            out = c if out is None else out + c
+        return out
+
+    def _autograd_current(self, s, i, gs):
+        edge = self.graph.edges[s]
+        target = edge[i]
+        loc = {n: gs[n] for n in edge if n in gs}
+        if target not in loc:  # placeholder: the current of a linear synapse ignores its value
+            ref = gs[self.visible]
+            loc[target] = ref.new_zeros((ref.shape[0], *self.graph.neurons[target].shape))
+        return self.graph.currents(gs=loc, targets=[target], synapses=[s],
+                                   method="autograd")[target]
+
+    def _act(self, name, x):
+        return self.graph.lagrangian_of(name).activation(x)
+
+    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
+                         full: bool = False):
+        ext = {n: self._current(comp.external[n], gs) if comp.external[n] else None
+               for n in comp.layers}
+        # initial state: ascending distance, from slow layers and lower layers only (the
+        # eliminated layers are recomputed first thing in every sweep, so they need no start)
+        for n in comp.order:
+            if comp.implicit and n in comp.eliminated:
+                continue
+            c = ext[n]
+            if comp.lower.get(n):
+                low = self._current(comp.lower[n], gs)
+                c = low if c is None else c + low
+            if c is None:
+                c = torch.zeros((xs[self.visible].shape[0], *self.graph.neurons[n].shape),
+                                dtype=xs[self.visible].dtype, device=xs[self.visible].device)
+            xs[n], gs[n] = c, self._act(n, c)
+        if not comp.implicit:
+            return
+        shapes = [xs[n].shape for n in comp.state]
+
+        def unpack(z):
+            if len(comp.state) == 1:
+                return {comp.state[0]: z}
+            parts = torch.split(z, [s[1:].numel() for s in shapes], dim=1)
+            return {n: p.reshape(s) for n, p, s in zip(comp.state, parts, shapes, strict=True)}
+
+        def fmap(z):
+            loc = dict(gs)
+            for n, zn in unpack(z).items():
+                loc[n] = self._act(n, zn)
+            new = {}
+            for n in comp.sweep:
+                c = self._current(comp.internal[n], loc)
+                c = c if ext[n] is None else ext[n] + c
+                loc[n] = self._act(n, c)
+                new[n] = c
+            if len(comp.state) == 1:
+                return new[comp.state[0]]
+            return torch.cat([new[n].reshape(new[n].shape[0], -1) for n in comp.state], dim=1)
+
+        z0 = (xs[comp.state[0]] if len(comp.state) == 1 else
+              torch.cat([xs[n].reshape(xs[n].shape[0], -1) for n in comp.state], dim=1))
+        z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
+                                     max_iter=plan.max_iter, tol=plan.tol,
+                                     solver_options=plan.solver_options)
+        self.last_stats[key] = stats
+        for n, zn in unpack(z).items():
+            xs[n], gs[n] = zn, self._act(n, zn)
+        if full:  # the eliminated layers at the solution (for energies and plots)
+            for n in comp.eliminated:
+                c = self._current(comp.internal[n], gs)
+                c = c if ext[n] is None else ext[n] + c
+                xs[n], gs[n] = c, self._act(n, c)
+
+    def group_step(self, plan: _Plan, x: torch.Tensor, clamped: dict, *, return_states=False):
+        """One group's update of the visible state ``x`` (fast layers settled first)."""
+        vis = self.visible
+        lag = plan.lagrangian or self.graph.lagrangian_of(vis)
+        g_v = lag.activation(x)
+        xs, gs = {vis: x, **clamped}, {vis: g_v}
+        for n, v in clamped.items():
+            gs[n] = self._act(n, v)
+        for n in plan.copies:  # clamped memory copies of the visible layer
+            xs[n] = x
+            gs[n] = g_v if self.currents_method == "auto" else lag.activation(x)
+        for ci, comp in enumerate(plan.components):
+            self._solve_component(comp, plan, gs, xs, f"{plan.name}/{ci}", full=return_states)
+        cur = self._current(plan.into_visible, gs)
+        if self.drop_path > 0 and self.training and plan.step == "residual":  # stochastic depth
+            keep = 1.0 - self.drop_path
+            mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+            cur = cur * mask / keep
+        if plan.step == "residual":
+            new = x + cur if plan.step_size == 1.0 else x + plan.step_size * cur
+        else:
+            rate = plan.step_size / self.graph.neurons[vis].tau
+            new = x + rate * (cur - x)
+        if return_states:
+            return new, xs, gs, cur
+        return new
+
+    def forward(self, x: torch.Tensor, **clamped: torch.Tensor) -> torch.Tensor:
+        shape = self.graph.neurons[self.visible].shape
+        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise WiringError(f"DerivedBlock: visible layer {self.visible!r} expects input "
+                              f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}.")
+        self.last_stats = {}
+        with parametrize.cached():  # spectral norms: one power iteration per forward
+            for _ in range(self.repeats):
+                for plan in self.plans:
+                    x = self.group_step(plan, x, clamped)
+        return x
+
+    # ------------------------------------------------------------------ reports
+    def describe(self) -> str:
+        """The derived update rules as readable mathematics, and the Lyapunov verdict."""
+        from .describe import describe_block
+
+        return describe_block(self)
+
+    def lyapunov(self) -> LyapunovReport:
+        return lyapunov_report(self)
+
+
+@dataclass
+class LyapunovReport:
+    """Does the energy provably never increase? ``holds`` and, for each failed check, why."""
+
+    holds: bool
+    checks: dict
+    reasons: list
+
+    def __str__(self):
+        head = "Lyapunov guarantee: YES" if self.holds else "Lyapunov guarantee: NO"
+        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+
+
+def lyapunov_report(obj, *, step_size: float | None = None) -> LyapunovReport:
+    """Check convexity, tying and step size for an :class:`EnergyGraph` or :class:`DerivedBlock`."""
+    from .describe import lyapunov_checks
+
+    return lyapunov_checks(obj, step_size=step_size)
+
+
+# ---------------------------------------------------------------------- planning
+def _plan_group(graph, visible, group: Group, index: int, defaults: dict, owned: dict) -> _Plan:
+    name = group.name or f"group{index}"
+    syns = list(group.synapses)
+    if not syns:
+        raise WiringError(f"derive: {name} lists no synapses.")
+    for s in syns:
+        if s not in graph.edges:
+            raise WiringError(f"derive: {name} names unknown synapse {s!r}; declared synapses: "
+                              f"{sorted(graph.edges)}.")
+        if s in owned:
+            raise WiringError(f"derive: synapse {s!r} is in both {owned[s]} and {name}; each "
+                              f"synapse belongs to one group.")
+        owned[s] = name
+    touched = {n for s in syns for n in graph.edges[s]}
+    if visible not in touched:
+        raise WiringError(f"derive: no synapse of {name} ({syns}) touches the visible layer "
+                          f"{visible!r}; a group must drive the visible layer.")
+    fast, copies = [], []
+    for n in sorted(touched - {visible}):
+        layer = graph.neurons[n]
+        if layer.is_fast:
+            fast.append(n)
+        elif layer.copy_of is not None:
+            if layer.copy_of != visible:
+                raise WiringError(f"derive: layer {n!r} copies {layer.copy_of!r}, but only copies "
+                                  f"of the visible layer {visible!r} are supported.")
+            copies.append(n)
+        elif not layer.clamped:
+            raise WiringError(f"derive: layer {n!r} in {name} is neither the visible layer, fast "
+                              f"(tau=0) nor clamped; derive updates only {visible!r}. Declare "
+                              f"{n!r} with tau=0 (fast) or clamped=True.")
+    fast_set = set(fast)
+    # connected components among fast layers (through the group's synapses)
+    adj = {n: set() for n in fast}
+    for s in syns:
+        fe = [n for n in graph.edges[s] if n in fast_set]
+        for a in fe:
+            adj[a] |= set(fe) - {a}
+    seen, comps = set(), []
+    for n in fast:
+        if n in seen:
+            continue
+        stack, comp = [n], []
+        while stack:
+            m = stack.pop()
+            if m in seen:
+                continue
+            seen.add(m)
+            comp.append(m)
+            stack.extend(adj[m] - seen)
+        comps.append(sorted(comp))
+    components = [_plan_component(graph, syns, c, fast_set, name) for c in comps]
+    into_visible = [(s, i) for s in syns for i, n in enumerate(graph.edges[s]) if n == visible]
+    opt = {k: getattr(group, k) if getattr(group, k) is not None else defaults[k]
+           for k in ("step", "step_size", "solver", "max_iter", "tol", "grad", "solver_options")}
+    if opt["step"] not in STEPS:
+        raise ValueError(f"derive: {name}: unknown step {opt['step']!r}; valid: {', '.join(STEPS)}.")
+    if not opt["step_size"] > 0:
+        raise ValueError(f"derive: {name}: step_size must be positive, got {opt['step_size']!r}.")
+    if opt["step"] == "leaky" and graph.neurons[visible].tau == 0:
+        raise ValueError(f"derive: the visible layer {visible!r} is fast (tau=0); it needs tau > 0.")
+    if opt["grad"] not in GRAD_MODES:
+        raise ValueError(f"derive: {name}: unknown grad {opt['grad']!r}; valid: "
+                         f"{', '.join(GRAD_MODES)}.")
+    get_solver(opt["solver"])  # validates the name
+    if group.lagrangian is not None and not isinstance(group.lagrangian, Lagrangian):
+        raise TypeError(f"derive: {name}: lagrangian must be a Lagrangian, got "
+                        f"{type(group.lagrangian).__name__}.")
+    return _Plan(name=name, synapses=syns, lagrangian=group.lagrangian, copies=copies,
+                 components=components, into_visible=into_visible,
+                 solver_options=dict(opt.pop("solver_options") or {}), **opt)
+
+
+def _plan_component(graph, syns, layers, fast_set, group_name) -> _Component:
+    comp_set = set(layers)
+    self_coupled = any(_self_coupled(graph, s, n) for s in syns for n in layers
+                       if n in graph.edges[s])
+    implicit = len(layers) > 1 or self_coupled
+    slots = {n: [(s, i) for s in syns for i, m in enumerate(graph.edges[s]) if m == n]
+             for n in layers}
+    external, internal = {}, {}
+    for n in layers:
+        external[n] = [(s, i) for s, i in slots[n]
+                       if not (set(graph.edges[s]) - {n}) & comp_set and not _self_coupled(graph, s, n)]
+        internal[n] = [p for p in slots[n] if p not in external[n]]
+    roots = [n for n in layers
+             if any(set(graph.edges[s]) - comp_set for s, _ in slots[n])]
+    if not roots:
+        raise WiringError(f"derive: fast layer(s) {layers} in {group_name} connect to no slow "
+                          f"layer, so their equilibrium does not depend on the visible layer.")
+    dist = dict.fromkeys(roots, 0)
+    frontier = list(roots)
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for s, _ in internal[n]:
+                for m in graph.edges[s]:
+                    if m in comp_set and m not in dist:
+                        dist[m] = dist[n] + 1
+                        nxt.append(m)
+        frontier = nxt
+    order = sorted(layers, key=lambda n: (dist[n], n))
+    lower = {n: [(s, i) for s, i in internal[n]
+                 if all(dist[m] < dist[n] for m in graph.edges[s] if m in comp_set and m != n)
+                 and graph.edges[s].count(n) == 1]
+             for n in layers}
+    top = max(dist.values())
+    far = [n for n in layers if dist[n] == top]
+    far_coupled = any(m in far and m != n for n in far for s, _ in internal[n]
+                      for m in graph.edges[s]) or any(
+        _self_coupled(graph, s, n) for n in far for s, _ in slots[n])
+    if top > 0 and not far_coupled:
+        state = [n for n in order if dist[n] < top]
+        eliminated = far
+    else:
+        state, eliminated = list(order), []
+    sweep = sorted(eliminated) + sorted(state, key=lambda n: (-dist[n], n))
+    return _Component(layers=list(layers), implicit=implicit, state=state, eliminated=eliminated,
+                      order=order, sweep=sweep, external=external, internal=internal, lower=lower)
+
+
+def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[str]] | None = None,
+           *, tied: bool | None = None, step: str = "residual", step_size: float = 1.0,
+           repeats: int = 1, solver: str = "fixed_point", max_iter: int = 4,
+           tol: float | None = None, grad: str = "unrolled", solver_options: dict | None = None,
+           currents: str = "auto") -> DerivedBlock:
+    """Turn a declared energy into a block whose forward is the derived update.
+
+    Args:
+        graph: the energy.
+        visible: the slow layer the block updates (its input and output).
+        groups: operator-splitting groups, in order: :class:`Group` objects or plain lists of
+            synapse names. Default: one group with every synapse.
+        tied: ``True`` demands that every synapse be tied (raises otherwise); ``False`` or
+            ``None`` accept untied synapses (``describe()`` reports them).
+        step, step_size: default step rule and $\\alpha$ for groups that do not set their own.
+        repeats: apply the whole group sequence this many times (the Energy Transformer's $T$).
+        solver, max_iter, tol, grad, solver_options: defaults for implicit components:
+            a registered solver name, its iteration budget (the iMixer $k$ when ``tol=None``),
+            tolerance, gradient mode (``"unrolled"``, ``"implicit"``, ``"phantom"``).
+        currents: ``"auto"`` (closed forms where the synapse has one, pinned to autograd by the
+            tests; autograd elsewhere) or ``"autograd"`` (every current by autograd).
+
+    Returns:
+        A :class:`DerivedBlock`.
+    """
+    if not isinstance(graph, EnergyGraph):
+        raise TypeError(f"derive: expected an EnergyGraph, got {type(graph).__name__}.")
+    if visible not in graph.neurons:
+        raise WiringError(f"derive: visible={visible!r} is not a declared neuron; declared: "
+                          f"{sorted(graph.neurons)}.")
+    if graph.neurons[visible].clamped or graph.neurons[visible].is_fast:
+        raise WiringError(f"derive: the visible layer {visible!r} must be slow and not clamped.")
+    if currents not in CURRENT_METHODS:
+        raise ValueError(f"derive: currents must be one of {CURRENT_METHODS}, got {currents!r}.")
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise ValueError(f"derive: repeats must be an int >= 1, got {repeats!r}.")
+    if not (isinstance(max_iter, int) and max_iter >= 0):
+        raise ValueError(f"derive: max_iter must be an int >= 0, got {max_iter!r}.")
+    untied = sorted(s for s, syn in graph.synapses.items() if not syn.tied)
+    if tied and untied:
+        raise WiringError(f"derive: tied=True, but synapse(s) {untied} are untied; declare them "
+                          f"with tied=True or pass tied=False.")
+    if groups is None:
+        groups = [Group(list(graph.edges))]
+    groups = [g if isinstance(g, Group) else Group(list(g)) for g in groups]
+    defaults = dict(step=step, step_size=step_size, solver=solver, max_iter=max_iter, tol=tol,
+                    grad=grad, solver_options=solver_options)
+    owned: dict = {}
+    plans = [_plan_group(graph, visible, g, i + 1, defaults, owned) for i, g in enumerate(groups)]
+    fast_owner: dict = {}
+    for p in plans:
+        for c in p.components:
+            for n in c.layers:
+                if n in fast_owner:
+                    raise WiringError(f"derive: fast layer {n!r} is touched by {fast_owner[n]} "
+                                      f"and {p.name}; give each group its own fast layers.")
+                fast_owner[n] = p.name
+    return DerivedBlock(graph, visible, plans, repeats, currents, tied=not untied)

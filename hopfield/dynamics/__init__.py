@@ -1,0 +1,23 @@
+"""Dynamics: energy descent, fixed-point solvers, gradients through equilibria, spectral norm."""
+
+from .descent import RULES, DescentStats, descend
+from .implicit import GRAD_MODES, solve_fixed_point
+from .solvers import (
+    ConvergenceWarning,
+    DivergenceError,
+    SolverStats,
+    anderson,
+    broyden,
+    fixed_point,
+    get_solver,
+    register_solver,
+    solver_names,
+)
+from .spectral import SoftSpectralNorm, operator_norm, spectral_norm, spectral_norm_of
+
+__all__ = [
+    "RULES", "DescentStats", "descend", "GRAD_MODES", "solve_fixed_point", "ConvergenceWarning",
+    "DivergenceError", "SolverStats", "anderson", "broyden", "fixed_point", "get_solver",
+    "register_solver", "solver_names", "SoftSpectralNorm", "operator_norm", "spectral_norm",
+    "spectral_norm_of",
+]

@@ -1,0 +1,64 @@
+r"""Gradients through equilibria: unrolled, implicit (IFT) and phantom (one-step).
+
+Given the fixed point $z^\star = f(z^\star, \theta)$ of a solve,
+
+* ``"unrolled"`` backpropagates through every solver iteration (what the iMixer paper trains with;
+  memory grows with the iteration count);
+* ``"implicit"`` applies the implicit function theorem: the incoming gradient $v$ is replaced by
+  $u$ solving $u = v + J_f(z^\star)^\top u$ (by the same solver), then flows through one
+  application of $f$ to $\theta$ and the inputs. Memory is independent of the iteration count;
+* ``"phantom"`` backpropagates through ``phantom_steps`` applications of $f$ started at the
+  detached solution (the cheap one-step gradient of Fung et al. 2022 / Geng et al. 2021).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .solvers import SolverStats, get_solver
+
+__all__ = ["GRAD_MODES", "solve_fixed_point"]
+
+GRAD_MODES = ("unrolled", "implicit", "phantom")
+
+
+def solve_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *,
+                      solver: str = "fixed_point", grad: str = "unrolled", max_iter: int = 4,
+                      tol: float | None = None, backward_max_iter: int | None = None,
+                      backward_tol: float | None = 1e-8, phantom_steps: int = 1,
+                      solver_options: dict | None = None) -> tuple[torch.Tensor, SolverStats]:
+    """Solve $z = f(z)$ from ``z0`` and attach the chosen gradient. Returns ``(z, stats)``."""
+    if grad not in GRAD_MODES:
+        raise ValueError(f"Unknown gradient mode {grad!r}; valid: {', '.join(GRAD_MODES)}.")
+    solve = get_solver(solver)
+    opts = dict(solver_options or {})
+    if grad == "unrolled" or not torch.is_grad_enabled():
+        return solve(f, z0, max_iter=max_iter, tol=tol, **opts)
+    with torch.no_grad():
+        z_star, stats = solve(f, z0, max_iter=max_iter, tol=tol, **opts)
+    z_star = z_star.detach()
+    if grad == "phantom":
+        if phantom_steps < 1:
+            raise ValueError(f"phantom_steps must be >= 1, got {phantom_steps}.")
+        z = z_star
+        for _ in range(phantom_steps):
+            z = f(z)
+        return z, stats
+    z_in = z_star.requires_grad_(True)
+    z_out = f(z_in)
+    bwd_iter = backward_max_iter if backward_max_iter is not None else max(4 * max_iter, 50)
+
+    def hook(v):
+        def g(u):
+            (jtu,) = torch.autograd.grad(z_out, z_in, u, retain_graph=True)
+            return jtu + v
+
+        u, bstats = solve(g, v, max_iter=bwd_iter, tol=backward_tol, **opts)
+        stats.backward = bstats
+        return u
+
+    if z_out.requires_grad:
+        z_out.register_hook(hook)
+    return z_out, stats

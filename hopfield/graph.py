@@ -1,0 +1,285 @@
+r"""The energy graph: named neuron layers, named synapses, and the edges that join them.
+
+Total energy (THEORY §2):
+
+$$E = \sum_A \big(\langle x_A, g_A\rangle - L_A(x_A)\big) + \sum_s E_s(g_{s_1}, \dots, g_{s_k}).$$
+
+The current into layer $A$ is $I_A = -\partial(\sum_s E_s)/\partial g_A$ (autograd; untied synapses
+through probes, THEORY §5), so that $\partial E/\partial g_A = x_A - I_A$.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .errors import WiringError
+from .lagrangians import Lagrangian
+from .neurons import NeuronLayer
+from .synapses import Synapse
+
+__all__ = ["EnergyGraph"]
+
+_METHODS = ("autograd", "closed_form", "auto")
+
+
+def _check_name(kind: str, name) -> None:
+    if not isinstance(name, str) or not name or "." in name:
+        raise WiringError(f"{kind} names must be non-empty strings without '.', got {name!r}.")
+
+
+class EnergyGraph(nn.Module):
+    """A hierarchical Hopfield energy, validated at construction.
+
+    Args:
+        neurons: ``{name: NeuronLayer}``.
+        synapses: ``{name: Synapse}``.
+        edges: ``{synapse name: (neuron name, ...)}`` – the layers each synapse joins, in the
+            synapse's slot order.
+
+    Example:
+        >>> import hopfield as hf
+        >>> g = hf.EnergyGraph(
+        ...     neurons={"v": hf.NeuronLayer(16, hf.lagrangians.Identity()),
+        ...              "h": hf.NeuronLayer(8, hf.lagrangians.Softmax(beta=2.0))},
+        ...     synapses={"W": hf.synapses.Dense(16, 8)},
+        ...     edges={"W": ("v", "h")})
+        >>> xs = g.init_states(batch_size=4)
+        >>> g.energy(xs).shape
+        torch.Size([4])
+    """
+
+    def __init__(self, neurons: Mapping[str, NeuronLayer], synapses: Mapping[str, Synapse],
+                 edges: Mapping[str, Iterable[str]]):
+        super().__init__()
+        for kind, d, typ in (("neurons", neurons, NeuronLayer), ("synapses", synapses, Synapse)):
+            if not isinstance(d, Mapping):
+                raise TypeError(f"EnergyGraph: {kind} must be a dict of name -> {typ.__name__}, "
+                                f"got {type(d).__name__}.")
+            for name, obj in d.items():
+                _check_name(kind[:-1].capitalize(), name)
+                if not isinstance(obj, typ):
+                    raise TypeError(f"EnergyGraph: {kind[:-1]} {name!r} must be a hopfield "
+                                    f"{typ.__name__}, got {type(obj).__name__}.")
+        if not neurons:
+            raise WiringError("EnergyGraph: declare at least one neuron layer.")
+        if not isinstance(edges, Mapping):
+            raise TypeError(f"EnergyGraph: edges must be a dict of synapse name -> tuple of neuron "
+                            f"names, got {type(edges).__name__}.")
+        missing = sorted(set(synapses) - set(edges))
+        extra = sorted(set(edges) - set(synapses))
+        if missing:
+            raise WiringError(f"EnergyGraph: synapse(s) {missing} have no edge; add edges={{name: "
+                              f"(layer, ...)}} for each.")
+        if extra:
+            raise WiringError(f"EnergyGraph: edge(s) {extra} name no declared synapse; declared "
+                              f"synapses: {sorted(synapses)}.")
+        self.neurons = nn.ModuleDict(dict(neurons))
+        self.synapses = nn.ModuleDict(dict(synapses))
+        self.edges: dict[str, tuple[str, ...]] = {}
+        for name, edge in edges.items():
+            edge = (edge,) if isinstance(edge, str) else tuple(edge)
+            where = f"edge {name!r} {edge}"
+            unknown = [n for n in edge if n not in neurons]
+            if unknown:
+                raise WiringError(f"{where}: unknown neuron(s) {unknown}; declared neurons: "
+                                  f"{sorted(neurons)}.")
+            syn = synapses[name]
+            if len(edge) != syn.arity:
+                raise WiringError(f"{where}: {type(syn).__name__} joins {syn.arity} layer(s), but "
+                                  f"the edge names {len(edge)}.")
+            syn.check_shapes([neurons[n].shape for n in edge], where)
+            self.edges[name] = edge
+        for name, layer in neurons.items():
+            if layer.copy_of is None:
+                continue
+            src = layer.copy_of
+            if src not in neurons:
+                raise WiringError(f"neuron {name!r}: copy_of={src!r} names no declared neuron; "
+                                  f"declared: {sorted(neurons)}.")
+            if neurons[src].copy_of is not None:
+                raise WiringError(f"neuron {name!r}: copies {src!r}, which is itself a copy; copy "
+                                  f"the original layer instead (copies of copies form cycles).")
+            if neurons[src].shape != layer.shape:
+                raise WiringError(f"neuron {name!r}: a copy must have the shape of {src!r}, "
+                                  f"expected {neurons[src].shape}, got {layer.shape}.")
+
+    # ------------------------------------------------------------------ helpers
+    def lagrangian_of(self, name: str) -> Lagrangian:
+        layer = self.neurons[name]
+        if layer.lagrangian is None:
+            return self.neurons[layer.copy_of].lagrangian
+        return layer.lagrangian
+
+    def neighbours(self, name: str, synapses: Iterable[str] | None = None) -> set[str]:
+        names = self.edges if synapses is None else synapses
+        return {m for s in names for m in self.edges[s] if name in self.edges[s] and m != name}
+
+    def init_states(self, batch_size: int, *, std: float = 0.0, device=None, dtype=None,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """States ``{name: (batch_size, *shape)}``: zeros, or Gaussian with standard deviation ``std``."""
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"init_states: batch_size must be a positive int, got {batch_size!r}.")
+        dtype = dtype or torch.get_default_dtype()
+        xs = {}
+        for name, layer in self.neurons.items():
+            shape = (batch_size, *layer.shape)
+            if std > 0:
+                xs[name] = std * torch.randn(shape, device=device, dtype=dtype, generator=generator)
+            else:
+                xs[name] = torch.zeros(shape, device=device, dtype=dtype)
+        return self.fill_copies(xs)
+
+    def fill_copies(self, xs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Set every copy layer's state to the state of the layer it copies."""
+        xs = dict(xs)
+        for name, layer in self.neurons.items():
+            if layer.copy_of is not None and layer.copy_of in xs:
+                xs[name] = xs[layer.copy_of]
+        return xs
+
+    def check_states(self, xs: Mapping[str, torch.Tensor], *, finite: bool = True) -> None:
+        """Raise a clear error if ``xs`` does not fit the graph (names, shapes, NaN/Inf)."""
+        if not isinstance(xs, Mapping):
+            raise TypeError(f"states must be a dict of neuron name -> tensor, got {type(xs).__name__}.")
+        missing = sorted(set(self.neurons) - set(xs))
+        extra = sorted(set(xs) - set(self.neurons))
+        if missing or extra:
+            raise WiringError(f"state dict does not match the graph: missing {missing}, extra "
+                              f"{extra}; expected exactly {sorted(self.neurons)} "
+                              f"(graph.init_states(batch_size) builds one).")
+        batch = None
+        for name, layer in self.neurons.items():
+            x = xs[name]
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"state of neuron {name!r} must be a tensor, got {type(x).__name__}.")
+            if tuple(x.shape[1:]) != layer.shape or x.dim() != len(layer.shape) + 1:
+                raise WiringError(f"state of neuron {name!r}: expected shape (batch, "
+                                  f"{', '.join(map(str, layer.shape))}), got {tuple(x.shape)}.")
+            if batch is not None and x.shape[0] != batch:
+                raise WiringError(f"state of neuron {name!r} has batch size {x.shape[0]}, others "
+                                  f"have {batch}; every state must share the batch size.")
+            batch = x.shape[0]
+            if finite and not torch.isfinite(x).all():
+                raise ValueError(f"state of neuron {name!r} contains NaN or Inf; check the input "
+                                 f"(or the step size, if it came from a diverging update).")
+
+    def activations(self, xs, lagrangians: Mapping[str, Lagrangian] | None = None):
+        """``{name: g}`` with $g_A = \\nabla L_A(x_A)$; ``lagrangians`` overrides some layers'."""
+        over = lagrangians or {}
+        return {n: (over.get(n) or self.lagrangian_of(n)).activation(x) for n, x in xs.items()}
+
+    # ------------------------------------------------------------------ energies
+    def synapse_energy(self, gs, synapses: Iterable[str] | None = None) -> torch.Tensor:
+        names = list(self.edges if synapses is None else synapses)
+        return sum(self.synapses[s].energy(*(gs[n] for n in self.edges[s])) for s in names)
+
+    def energy_terms(self, xs, lagrangians=None, *, check: bool = True) -> dict[str, torch.Tensor]:
+        """Per-term energies ``{name: (batch,)}``: one Legendre term per neuron layer (keyed by the
+        neuron's name) and one per synapse (keyed by the synapse's name)."""
+        if check:
+            self.check_states(xs)
+        over = lagrangians or {}
+        terms = {}
+        gs = self.activations(xs, over)
+        for n, layer in self.neurons.items():
+            terms[n] = layer.energy(xs[n], gs[n], over.get(n) or self.lagrangian_of(n))
+        for s, edge in self.edges.items():
+            terms[s] = self.synapses[s].energy(*(gs[n] for n in edge))
+        return terms
+
+    def energy(self, xs, lagrangians=None, *, check: bool = True) -> torch.Tensor:
+        """Total energy per sample, shape ``(batch,)``."""
+        return sum(self.energy_terms(xs, lagrangians, check=check).values())
+
+    # ------------------------------------------------------------------ currents
+    def currents(self, xs=None, *, gs=None, targets: Iterable[str] | None = None,
+                 synapses: Iterable[str] | None = None, method: str = "autograd",
+                 lagrangians=None) -> dict[str, torch.Tensor]:
+        """Currents $I_A = -\\partial(\\sum_s E_s)/\\partial g_A$ into ``targets`` (default: every
+        layer that is not clamped), from ``synapses`` (default: all).
+
+        ``method``: ``"autograd"`` (derive every current by autograd), ``"closed_form"`` (use the
+        synapses' closed forms, which tests pin to autograd; error if one has none) or ``"auto"``
+        (closed form where available). The result is differentiable when grad mode is on.
+        """
+        if method not in _METHODS:
+            raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
+        if gs is None:
+            if xs is None:
+                raise TypeError("currents: pass the states xs (or their activations gs).")
+            self.check_states(xs)
+            gs = self.activations(xs, lagrangians)
+        syn_names = list(self.edges if synapses is None else synapses)
+        for s in syn_names:
+            if s not in self.edges:
+                raise WiringError(f"currents: unknown synapse {s!r}; declared: {sorted(self.edges)}.")
+        if targets is None:
+            targets = [n for n in self.neurons if not self.neurons[n].clamped]
+        targets = list(targets)
+        out: dict[str, torch.Tensor | None] = dict.fromkeys(targets)
+
+        def add(n, c):
+            out[n] = c if out[n] is None else out[n] + c
+
+        pending = []  # (synapse, slot) pairs that need autograd
+        for s in syn_names:
+            syn, edge = self.synapses[s], self.edges[s]
+            for i, n in enumerate(edge):
+                if n not in out:
+                    continue
+                c = None
+                if method != "autograd":
+                    c = syn.current(i, *(gs[m] for m in edge))
+                    if c is None and method == "closed_form":
+                        raise ValueError(f"synapse {s!r} ({type(syn).__name__}) has no closed-form "
+                                         f"current into slot {i}; use method='auto'.")
+                if c is None:
+                    pending.append((s, i))
+                else:
+                    add(n, c)
+        if pending:
+            create_graph = torch.is_grad_enabled()
+            with torch.enable_grad():
+                self._autograd_currents(gs, pending, add, create_graph, out)
+        for n in targets:
+            if out[n] is None:  # no synapse touches this layer: zero current
+                out[n] = torch.zeros_like(gs[n])
+        return out
+
+    def _autograd_currents(self, gs, pending, add, create_graph, targets):
+        tied = [(s, i) for s, i in pending if self.synapses[s].tied]
+        untied = [(s, i) for s, i in pending if not self.synapses[s].tied]
+        if tied:
+            # Fresh alias nodes: the partial derivative wrt one slot must not follow paths
+            # through other activations computed from it (e.g. a fast layer's g_h = σ(W g_x)),
+            # while the alias keeps the training graph intact (no stop-gradient, THEORY §5).
+            leaf = {n: (g.view_as(g) if g.requires_grad else g.detach().requires_grad_(True))
+                    for n, g in gs.items()}
+            syns = sorted({s for s, _ in tied})
+            pend = set(tied)
+            # One autograd call serves all targets unless some slot of these synapses was
+            # already answered in closed form (then the energy would count it twice).
+            clash = any(n in targets and (s, i) not in pend
+                        for s in syns for i, n in enumerate(self.edges[s]))
+            jobs = ([(syns, sorted({self.edges[s][i] for s, i in tied}))] if not clash else
+                    [(sorted({s for s, i in tied if self.edges[s][i] == n}), [n])
+                     for n in sorted({self.edges[s][i] for s, i in tied})])
+            for job_syns, names in jobs:
+                e = self.synapse_energy(leaf, job_syns).sum()
+                grads = torch.autograd.grad(e, [leaf[n] for n in names],
+                                            create_graph=create_graph, allow_unused=True)
+                for n, gr in zip(names, grads, strict=True):
+                    if gr is not None:
+                        add(n, -gr)
+        for s, i in untied:
+            syn, edge = self.synapses[s], self.edges[s]
+            probe = torch.zeros_like(gs[edge[i]], requires_grad=True)
+            half = syn.half_energy(i, probe, *(gs[m] for m in edge)).sum()
+            (gr,) = torch.autograd.grad(half, probe, create_graph=create_graph)
+            add(edge[i], -gr)
+
+    def extra_repr(self) -> str:
+        return "edges: " + ", ".join(f"{s}={e}" for s, e in self.edges.items())
