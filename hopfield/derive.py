@@ -126,6 +126,9 @@ class DerivedBlock(nn.Module):
         self.group_lagrangians = nn.ModuleList([p.lagrangian for p in plans if p.lagrangian])
         self.last_stats: dict = {}
         self.drop_path = 0.0  # stochastic depth rate on each group's increment (training only)
+        # called as hook(plan, component, {layer: state}) with every iterate an implicit solve
+        # evaluates (see hopfield.energy_plot); None in normal use
+        self.iterate_hook = None
 
     # ------------------------------------------------------------------ evaluation helpers
     def _current(self, targets_slots, gs):
@@ -186,9 +189,14 @@ class DerivedBlock(nn.Module):
             parts = torch.split(z, [s[1:].numel() for s in shapes], dim=1)
             return {n: p.reshape(s) for n, p, s in zip(comp.state, parts, shapes, strict=True)}
 
+        hook = self.iterate_hook
+
         def fmap(z):
             loc = dict(gs)
-            for n, zn in unpack(z).items():
+            states = unpack(z)
+            if hook is not None:  # observe the iterate (energy recording), never change it
+                hook(plan, comp, {n: v.detach() for n, v in states.items()})
+            for n, zn in states.items():
                 loc[n] = self._act(n, zn)
             new = {}
             for n in comp.sweep:
