@@ -188,8 +188,11 @@ def _neg_li2_neg_exp(x: torch.Tensor) -> torch.Tensor:
     a = -x.abs()  # <= 0
     t = torch.exp(a).unsqueeze(-1)  # (..., 1)
     u = t * nodes  # (..., 16)
-    # log1p(u)/u, written so autograd stays finite at u -> 0 (u >= t*node_min > 0 anyway)
-    inner = (torch.log1p(u) / u * weights).sum(-1) * t.squeeze(-1)
+    # log1p(u)/u, with its series 1 - u/2 where u underflows (keeps value and grad finite)
+    small = u < 1e-6
+    safe = torch.where(small, torch.ones_like(u), u)
+    ratio = torch.where(small, 1.0 - 0.5 * u, torch.log1p(safe) / safe)
+    inner = (ratio * weights).sum(-1) * t.squeeze(-1)
     pos = math.pi**2 / 6.0 + 0.5 * x * x - inner
     return torch.where(x > 0, pos, inner)
 
@@ -298,10 +301,10 @@ class LayerNorm(Lagrangian):
 
     def activation(self, x):
         ax = self._moved(x)
+        w = self.weight if self.per_feature else self.weight.expand(self.dim)
         if ax == x.dim() - 1:
-            w = self.weight if self.per_feature else self.weight.expand(self.dim)
             return F.layer_norm(x, (self.dim,), w, self.bias, self.eps)
-        return self.activation(x.movedim(ax, -1)).movedim(-1, ax)
+        return F.layer_norm(x.movedim(ax, -1), (self.dim,), w, self.bias, self.eps).movedim(-1, ax)
 
     @property
     def is_convex(self):  # γ >= 0 keeps γ·D·sqrt(var+eps) convex

@@ -284,6 +284,11 @@ class MultiHeadAttention(Synapse):
                  beta: float | None = None, memory: bool = True, tied: bool = True,
                  bias: bool = False, out_bias: bool = True):
         super().__init__()
+        if not (isinstance(num_heads, int) and num_heads >= 1):
+            raise ValueError(f"MultiHeadAttention: expected num_heads >= 1, got {num_heads!r}.")
+        if head_dim is None and dim % num_heads:
+            raise ValueError(f"MultiHeadAttention: dim={dim} is not divisible by "
+                             f"num_heads={num_heads}; pass head_dim explicitly.")
         head_dim = head_dim or dim // num_heads
         if num_heads <= 0 or head_dim <= 0:
             raise ValueError(f"MultiHeadAttention: expected num_heads >= 1 and head_dim >= 1, "

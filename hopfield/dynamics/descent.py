@@ -76,7 +76,7 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
     fast = [n for n, l in graph.neurons.items() if l.is_fast]
     for n in movable:
         if rule == "leaky" and step_size > graph.neurons[n].tau:
-            raise ValueError(f"descend: step_size={step_size} exceeds tau={graph.neurons[n].tau} "
+            raise ValueError(f"descend: step_size={step_size:g} exceeds tau={graph.neurons[n].tau:g} "
                              f"of neuron {n!r}; the leaky Euler step overshoots (use "
                              f"step_size <= tau).")
     stats = DescentStats()
