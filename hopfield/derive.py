@@ -162,12 +162,11 @@ class DerivedBlock(nn.Module):
     def _act(self, name, x):
         return self.graph.lagrangian_of(name).activation(x)
 
-    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
-                         full: bool = False):
+    def _init_component(self, comp: _Component, gs: dict, xs: dict):
+        """Currents from the slow layers, and the starting states (ascending distance)."""
         ext = {n: self._current(comp.external[n], gs) if comp.external[n] else None
                for n in comp.layers}
-        # initial state: ascending distance, from slow layers and lower layers only (the
-        # eliminated layers are recomputed first thing in every sweep, so they need no start)
+        # the eliminated layers are recomputed first thing in every sweep: they need no start
         for n in comp.order:
             if comp.implicit and n in comp.eliminated:
                 continue
@@ -176,18 +175,26 @@ class DerivedBlock(nn.Module):
                 low = self._current(comp.lower[n], gs)
                 c = low if c is None else c + low
             if c is None:
-                c = torch.zeros((xs[self.visible].shape[0], *self.graph.neurons[n].shape),
-                                dtype=xs[self.visible].dtype, device=xs[self.visible].device)
+                ref = xs[self.visible]
+                c = ref.new_zeros((ref.shape[0], *self.graph.neurons[n].shape))
             xs[n], gs[n] = c, self._act(n, c)
-        if not comp.implicit:
-            return
+        return ext
+
+    def _component_map(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, ext: dict):
+        """The fixed-point map ``fmap`` on the packed iterate, its start ``z0`` and ``unpack``."""
         shapes = [xs[n].shape for n in comp.state]
+        single = len(comp.state) == 1
 
         def unpack(z):
-            if len(comp.state) == 1:
+            if single:
                 return {comp.state[0]: z}
             parts = torch.split(z, [s[1:].numel() for s in shapes], dim=1)
             return {n: p.reshape(s) for n, p, s in zip(comp.state, parts, shapes, strict=True)}
+
+        def pack(d):
+            if single:
+                return d[comp.state[0]]
+            return torch.cat([d[n].reshape(d[n].shape[0], -1) for n in comp.state], dim=1)
 
         hook = self.iterate_hook
 
@@ -204,12 +211,24 @@ class DerivedBlock(nn.Module):
                 c = c if ext[n] is None else ext[n] + c
                 loc[n] = self._act(n, c)
                 new[n] = c
-            if len(comp.state) == 1:
-                return new[comp.state[0]]
-            return torch.cat([new[n].reshape(new[n].shape[0], -1) for n in comp.state], dim=1)
+            return pack(new)
 
-        z0 = (xs[comp.state[0]] if len(comp.state) == 1 else
-              torch.cat([xs[n].reshape(xs[n].shape[0], -1) for n in comp.state], dim=1))
+        y = pack({n: ext[n] if ext[n] is not None else torch.zeros_like(xs[n])
+                  for n in comp.state})
+        return fmap, pack(xs), unpack, y
+
+    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
+                         full: bool = False):
+        ext = self._init_component(comp, gs, xs)
+        if not comp.implicit:
+            return
+        fmap, z0, unpack, _ = self._component_map(comp, plan, gs, xs, ext)
+        if plan.grad != "unrolled" and torch.is_grad_enabled():
+            # implicit/phantom solves run under no_grad: evaluate parametrized weights (spectral
+            # norms) first, so that parametrize.cached() keeps copies that carry their gradient
+            for s in plan.synapses:
+                for name in getattr(self.graph.synapses[s], "parametrizations", {}):
+                    getattr(self.graph.synapses[s], name)
         z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
                                      max_iter=plan.max_iter, tol=plan.tol,
                                      solver_options=plan.solver_options)
@@ -222,8 +241,7 @@ class DerivedBlock(nn.Module):
                 c = c if ext[n] is None else ext[n] + c
                 xs[n], gs[n] = c, self._act(n, c)
 
-    def group_step(self, plan: _Plan, x: torch.Tensor, clamped: dict, *, return_states=False):
-        """One group's update of the visible state ``x`` (fast layers settled first)."""
+    def _group_inputs(self, plan: _Plan, x: torch.Tensor, clamped: dict):
         vis = self.visible
         lag = plan.lagrangian or self.graph.lagrangian_of(vis)
         g_v = lag.activation(x)
@@ -233,6 +251,11 @@ class DerivedBlock(nn.Module):
         for n in plan.copies:  # clamped memory copies of the visible layer
             xs[n] = x
             gs[n] = g_v if self.currents_method == "auto" else lag.activation(x)
+        return xs, gs
+
+    def group_step(self, plan: _Plan, x: torch.Tensor, clamped: dict, *, return_states=False):
+        """One group's update of the visible state ``x`` (fast layers settled first)."""
+        xs, gs = self._group_inputs(plan, x, clamped)
         for ci, comp in enumerate(plan.components):
             self._solve_component(comp, plan, gs, xs, f"{plan.name}/{ci}", full=return_states)
         cur = self._current(plan.into_visible, gs)
@@ -243,11 +266,44 @@ class DerivedBlock(nn.Module):
         if plan.step == "residual":
             new = x + cur if plan.step_size == 1.0 else x + plan.step_size * cur
         else:
-            rate = plan.step_size / self.graph.neurons[vis].tau
+            rate = plan.step_size / self.graph.neurons[self.visible].tau
             new = x + rate * (cur - x)
         if return_states:
             return new, xs, gs, cur
         return new
+
+    # ------------------------------------------------------------------ implicit groups
+    def _implicit(self, x, group, component, clamped):
+        plans = self.plans
+        if not 0 <= group < len(plans):
+            raise ValueError(f"group={group} out of range: this block has {len(plans)} group(s).")
+        plan = plans[group]
+        comps = [c for c in plan.components if c.implicit]
+        if not 0 <= component < len(comps):
+            raise ValueError(f"{plan.name} has {len(comps)} implicit component(s); got "
+                             f"component={component}.")
+        comp = comps[component]
+        xs, gs = self._group_inputs(plan, x, clamped)
+        ext = self._init_component(comp, gs, xs)
+        return plan, comp, self._component_map(comp, plan, gs, xs, ext)
+
+    def solve_implicit(self, x, group: int = 0, component: int = 0, **clamped):
+        r"""Solve one implicit component for visible state ``x``: returns ``(z, y, stats)`` with
+        $z = (1-F)^{-1}(y)$ (packed iterate: the root layer's state for iMixer)."""
+        plan, _, (fmap, z0, _, y) = self._implicit(x, group, component, clamped)
+        with parametrize.cached():
+            z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
+                                         max_iter=plan.max_iter, tol=plan.tol,
+                                         solver_options=plan.solver_options)
+        return z, y, stats
+
+    def residual_map(self, z, x, group: int = 0, component: int = 0, **clamped):
+        r"""Apply the residual map $(1 - F)(z) = z - F(z)$ of an implicit component, with
+        $F(z) = \mathrm{map}(z) - y$. At the solution it returns the input $y$: the block's
+        inverse form, made checkable."""
+        _, _, (fmap, _, _, y) = self._implicit(x, group, component, clamped)
+        with parametrize.cached():
+            return z - (fmap(z) - y)
 
     def forward(self, x: torch.Tensor, **clamped: torch.Tensor) -> torch.Tensor:
         shape = self.graph.neurons[self.visible].shape

@@ -50,12 +50,23 @@ def solve_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tenso
     z_out = f(z_in)
     bwd_iter = backward_max_iter if backward_max_iter is not None else max(4 * max_iter, 50)
 
+    solving = [False]  # the hook also fires inside its own vector-Jacobian products below
+
     def hook(v):
+        if solving[0] or v is None:
+            # the inner VJPs of the backward solve pass through this hook too: leave them
+            # unchanged (and an undefined incoming gradient stays undefined)
+            return None
+
         def g(u):
             (jtu,) = torch.autograd.grad(z_out, z_in, u, retain_graph=True)
             return jtu + v
 
-        u, bstats = solve(g, v, max_iter=bwd_iter, tol=backward_tol, **opts)
+        solving[0] = True
+        try:
+            u, bstats = solve(g, v, max_iter=bwd_iter, tol=backward_tol, **opts)
+        finally:
+            solving[0] = False
         stats.backward = bstats
         return u
 
