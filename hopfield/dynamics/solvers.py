@@ -148,20 +148,13 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
         raise ValueError(f"anderson: memory must be >= 1, got {memory!r}.")
     stats = SolverStats("anderson", tol=tol, stop_mode=stop_mode)
     shape, b = z0.shape, z0.shape[0]
-    n = z0[0].numel()
-    xs = z0.new_zeros(b, memory, n)
-    fs = z0.new_zeros(b, memory, n)
+    # histories as lists (no in-place buffer writes), so unrolled backprop through the
+    # solver stays valid
+    hist_x: list[torch.Tensor] = []
+    hist_f: list[torch.Tensor] = []
     check = tol is not None
     z = z0
-    fz = f(z)
-    stats.nfev += 1
-    xs[:, 0], fs[:, 0] = z.reshape(b, -1), fz.reshape(b, -1)
-    stats.iterations += 1
-    if _record(stats, fz - z, fz, divergence_factor, check):
-        stats.converged = True
-        return fz, _finish(stats, warn)
-    z = fz
-    for k in range(1, max_iter):
+    for k in range(max_iter):
         fz = f(z)
         stats.nfev += 1
         stats.iterations += 1
@@ -169,23 +162,32 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
             stats.converged = True
             z = fz
             break
-        slot = k % memory
-        xs[:, slot], fs[:, slot] = z.reshape(b, -1), fz.reshape(b, -1)
-        m = min(k + 1, memory)
-        g = fs[:, :m] - xs[:, :m]  # (b, m, n)
-        h = g.new_zeros(b, m + 1, m + 1)
-        h[:, 0, 1:] = h[:, 1:, 0] = 1.0
+        hist_x.append(z.reshape(b, -1))
+        hist_f.append(fz.reshape(b, -1))
+        if len(hist_x) > memory:
+            hist_x.pop(0)
+            hist_f.pop(0)
+        if k == 0:
+            z = fz
+            continue
+        xs, fs = torch.stack(hist_x, 1), torch.stack(hist_f, 1)  # (b, m, n)
+        m = xs.shape[1]
+        g = fs - xs
         gg = g @ g.transpose(1, 2)
         # ridge relative to the residuals' scale, so it neither dominates near convergence
         # nor vanishes far from it
         scale = gg.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None]
-        h[:, 1:, 1:] = gg + lam * scale * torch.eye(m, dtype=g.dtype, device=g.device)
+        eye = torch.eye(m, dtype=g.dtype, device=g.device)
+        ones = g.new_ones(b, 1, m)
+        top = torch.cat([g.new_zeros(b, 1, 1), ones], 2)
+        bottom = torch.cat([ones.transpose(1, 2), gg + lam * scale * eye], 2)
+        h = torch.cat([top, bottom], 1)  # (b, m+1, m+1)
         rhs = g.new_zeros(b, m + 1, 1)
         rhs[:, 0] = 1.0
         alpha = torch.linalg.solve(h, rhs)[:, 1:, 0]  # (b, m)
-        new = mixing * (alpha[:, None] @ fs[:, :m])[:, 0]
+        new = mixing * (alpha[:, None] @ fs)[:, 0]
         if mixing != 1.0:
-            new = new + (1 - mixing) * (alpha[:, None] @ xs[:, :m])[:, 0]
+            new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
         z = new.reshape(shape)
     return z, _finish(stats, warn)
 

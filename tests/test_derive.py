@@ -1,0 +1,223 @@
+"""derive(): plans read from the graph, the iMixer loop reproduced exactly, energy descent of
+tied implicit groups, invertibility, gradient modes, reports and errors."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import hopfield as hf
+from hopfield import lagrangians as L
+from hopfield import synapses as S
+
+D = torch.float64
+
+
+def _perturb(block, scale=0.1):
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            if "bias" in name or "lagrangian" in name or "group_lagrangians" in name:
+                p.add_(scale * torch.randn_like(p))
+    return block
+
+
+def test_plans_explicit_and_implicit_groups():
+    mixer = hf.blocks.mixer_block(8, 6)
+    assert [len(p.components) for p in mixer.plans] == [1, 1]
+    assert all(not c.implicit for p in mixer.plans for c in p.components)
+    imixer = hf.blocks.imixer_block(8, 6)
+    comp = imixer.plans[0].components[0]
+    assert comp.implicit and comp.layers == ["x2", "x3"]
+    assert comp.state == ["x2"] and comp.eliminated == ["x3"]
+    vit = hf.blocks.vit_block(8, 6, 2)
+    assert vit.plans[0].copies == ["mem"] and vit.plans[0].components == []
+    et = hf.blocks.et_block(8, 6, num_heads=2)
+    assert et.repeats == 4 and not et.plans[0].components[0].implicit
+
+
+def hand_imixer_token_update(block, x, k):
+    """The published iMLP loop, written out by hand with the block's own weights."""
+    g = block.graph
+    tin, tfb = g.synapses["token_in"], g.synapses["token_feedback"]
+    ln = g.neurons["x"].lagrangian
+    with torch.nn.utils.parametrize.cached():
+        w32, w23 = tfb.weight, tfb.weight_back
+        h = F.layer_norm(x, (x.shape[-1],), ln.weight, ln.bias, ln.eps).transpose(1, 2)
+        x_in = F.linear(h, tin.weight, tin.bias)
+        z = x_in
+        for _ in range(k):
+            z = F.linear(F.gelu(F.linear(F.gelu(z), w32, tfb.bias)), w23, tfb.bias_back) + x_in
+        return x + F.linear(F.gelu(z), tin.weight_back, tin.bias_back).transpose(1, 2)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4])
+def test_k_plain_iterations_equal_the_hand_unrolled_loop_exactly(k):
+    block = _perturb(hf.blocks.imixer_block(10, 8, max_iter=k).double()).eval()
+    x = torch.randn(3, 10, 8, dtype=D)
+    plan = block.plans[0]
+    with torch.nn.utils.parametrize.cached():
+        ours = block.group_step(plan, x, {})
+    assert torch.equal(ours, hand_imixer_token_update(block, x, k))
+
+
+def test_k0_is_exactly_the_mixer_token_mlp():
+    imixer = _perturb(hf.blocks.imixer_block(10, 8, max_iter=0).double()).eval()
+    mixer = hf.blocks.mixer_block(10, 8, token_dim=4).double().eval()
+    mixer.graph.synapses["token_mlp"].load_state_dict(imixer.graph.synapses["token_in"].state_dict())
+    mixer.graph.neurons["x"].lagrangian.load_state_dict(imixer.graph.neurons["x"].lagrangian.state_dict())
+    x = torch.randn(2, 10, 8, dtype=D)
+    torch.testing.assert_close(imixer.group_step(imixer.plans[0], x, {}),
+                               mixer.group_step(mixer.plans[0], x, {}), atol=0, rtol=0)
+
+
+def group_energy(block, x, states):
+    """Energy of the token group at iterate x2 with x3 at its conditional optimum (x1 clamped)."""
+    g = block.graph
+    tin, tfb = g.synapses["token_in"], g.synapses["token_feedback"]
+    lag_v, lag2, lag3 = (g.lagrangian_of(n) for n in ("x", "x2", "x3"))
+    x2 = states["x2"]
+    g1, g2 = lag_v.activation(x), lag2.activation(x2)
+    x3 = tfb.forward_current(g2)
+    g3 = lag3.activation(x3)
+    return (g.neurons["x2"].energy(x2, g2, lag2) + g.neurons["x3"].energy(x3, g3, lag3)
+            + tin.energy(g1, g2) + tfb.energy(g2, g3))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tied_convex_implicit_group_energy_never_increases(seed):
+    torch.manual_seed(seed)
+    block = _perturb(hf.blocks.tied_imixer_block(10, 8, max_iter=12, coeff=None).double(), 0.5).eval()
+    with torch.no_grad():  # a strong feedback makes the iteration non-trivial
+        block.graph.synapses["token_feedback"].weight.mul_(2.0)
+    x = torch.randn(4, 10, 8, dtype=D)
+    energies = []
+    block.iterate_hook = lambda plan, comp, st: energies.append(group_energy(block, x, st))
+    with torch.no_grad():
+        block(x)
+    e = torch.stack(energies[:12])  # the token group's iterates
+    diffs = e[1:] - e[:-1]
+    assert diffs.max() <= 1e-10 * e.abs().max(), diffs.max()
+    assert diffs.min() < -1e-6  # and it does move
+
+
+def test_residual_map_inverts_the_solution():
+    block = _perturb(hf.blocks.imixer_block(10, 8, solver="anderson", tol=1e-12,
+                                            max_iter=200).double()).eval()
+    x = torch.randn(2, 10, 8, dtype=D)
+    z, y, stats = block.solve_implicit(x)
+    assert stats.converged
+    torch.testing.assert_close(block.residual_map(z, x), y, atol=1e-10, rtol=0)
+    # and (1 - F) is not the identity: the input differs from the solution
+    assert (z - y).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="has 0 implicit component"):
+        block.residual_map(z, x, group=1)
+
+
+@pytest.mark.parametrize("grad", ["implicit", "phantom"])
+def test_gradient_modes_of_an_implicit_block(grad):
+    torch.manual_seed(1)
+    common = dict(solver="anderson", tol=1e-12, max_iter=300)
+    ref = hf.blocks.imixer_block(10, 8, **common).double().eval()
+    blk = hf.blocks.imixer_block(10, 8, grad=grad, **common).double().eval()
+    blk.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 10, 8, dtype=D, requires_grad=True)
+    w = torch.randn(2, 10, 8, dtype=D)
+    gr = torch.autograd.grad((ref(x) * w).sum(), [x, *ref.parameters()])
+    gb = torch.autograd.grad((blk(x) * w).sum(), [x, *blk.parameters()])
+    if grad == "implicit":  # equals unrolled at convergence
+        for a, b in zip(gb, gr, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    else:  # phantom: an approximation, close but not equal
+        rel = (gb[0] - gr[0]).norm() / gr[0].norm()
+        assert 0 < rel < 0.5
+
+
+def test_autograd_and_closed_form_currents_agree_with_gradients():
+    for make in (lambda: hf.blocks.imixer_block(6, 4, max_iter=2),
+                 lambda: hf.blocks.vit_block(6, 4, 2),
+                 lambda: hf.blocks.et_block(6, 4, num_heads=2, steps=2),
+                 lambda: hf.blocks.tied_mixer_block(6, 4)):
+        a = _perturb(make().double()).eval()
+        b = make().double().eval()
+        b.load_state_dict(a.state_dict())
+        b.currents_method = "autograd"
+        x = torch.randn(2, 6, 4, dtype=D, requires_grad=True)
+        ga = torch.autograd.grad(a(x).square().sum(), [x, *a.parameters()])
+        gb = torch.autograd.grad(b(x).square().sum(), [x, *b.parameters()])
+        torch.testing.assert_close(a(x), b(x))
+        for u, v in zip(ga, gb, strict=True):
+            torch.testing.assert_close(u, v, atol=1e-10, rtol=1e-8)
+
+
+def test_describe_and_lyapunov_report():
+    text = hf.blocks.imixer_block(8, 6).describe()
+    for phrase in ("IMPLICIT fast group {x2, x3}", "(1 − F)⁻¹", "exactly k = 4 iterations",
+                   "explicit fast layer h_ch", "Lyapunov guarantee: NO", "GELU", "untied"):
+        assert phrase in text, phrase
+    tied = hf.blocks.et_block(8, 6, num_heads=2)
+    rep = hf.lyapunov_report(tied)
+    assert rep.holds and all(rep.checks.values())
+    rep = hf.lyapunov_report(hf.blocks.tied_imixer_block(8, 6))
+    assert rep.checks["convex"] and rep.checks["tied"] and not rep.checks["step_size"]
+    g = hf.EnergyGraph({"a": hf.NeuronLayer(3, L.GELU())}, {}, {})
+    rep = hf.lyapunov_report(g)
+    assert not rep.holds and "non-convex" in str(rep)
+
+
+def test_feedback_lipschitz_is_reported():
+    blk = hf.blocks.imixer_block(8, 6, act="tanh").eval()
+    text = blk.describe()
+    assert "Lipschitz bound of F ≤" in text
+
+
+def _graph():
+    return hf.EnergyGraph(
+        {"x": hf.NeuronLayer(4, L.Identity()), "h": hf.NeuronLayer(3, L.ReLU(), tau=0),
+         "k": hf.NeuronLayer(3, L.ReLU(), tau=0), "s": hf.NeuronLayer(3, L.ReLU()),
+         "u": hf.NeuronLayer(2, L.ReLU(), tau=0), "v": hf.NeuronLayer(2, L.ReLU(), tau=0)},
+        {"a": S.Dense(4, 3), "b": S.Dense(4, 3), "c": S.Dense(4, 3, tied=False),
+         "uv": S.Dense(2, 2)},
+        {"a": ("x", "h"), "b": ("x", "s"), "c": ("x", "k"), "uv": ("u", "v")})
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(visible="zz"), "visible='zz' is not a declared neuron"),
+    (dict(visible="h"), "must be slow and not clamped"),
+    (dict(visible="x", groups=[["a"], ["nope"]]), "group2 names unknown synapse 'nope'"),
+    (dict(visible="x", groups=[["a"], ["a"]]), "synapse 'a' is in both group1 and group2"),
+    (dict(visible="x", groups=[["b"]]), "layer 's' in group1 is neither the visible layer, fast"),
+    (dict(visible="x", groups=[["uv"]]), "no synapse of group1"),
+    (dict(visible="x", groups=[["c"]], tied=True), r"synapse\(s\) \['c'\] are untied"),
+    (dict(visible="x", groups=[["a"]], step="jump"), "unknown step 'jump'"),
+    (dict(visible="x", groups=[["a"]], grad="magic"), "unknown grad 'magic'"),
+    (dict(visible="x", groups=[["a"]], solver="newton"), "Unknown solver 'newton'"),
+    (dict(visible="x", groups=[["a"]], step_size=0), "step_size must be positive"),
+    (dict(visible="x", groups=[["a"]], currents="guess"), "currents must be one of"),
+    (dict(visible="x", groups=[["a"]], repeats=0), "repeats must be an int >= 1"),
+])
+def test_derive_errors(kwargs, match):
+    with pytest.raises((hf.WiringError, ValueError), match=match):
+        hf.derive(_graph(), **kwargs)
+
+
+def test_disconnected_fast_group_and_bad_input_shape():
+    g = hf.EnergyGraph(
+        {"x": hf.NeuronLayer(4, L.Identity()), "h": hf.NeuronLayer(3, L.ReLU(), tau=0),
+         "u": hf.NeuronLayer(2, L.ReLU(), tau=0), "v": hf.NeuronLayer(2, L.ReLU(), tau=0)},
+        {"a": S.Dense(4, 3), "uv": S.Dense(2, 2)}, {"a": ("x", "h"), "uv": ("u", "v")})
+    with pytest.raises(hf.WiringError, match=r"fast layer\(s\) \['u', 'v'\] in group1 connect to no slow"):
+        hf.derive(g, "x", [["a", "uv"]])
+    blk = hf.derive(g, "x", [["a"]])
+    with pytest.raises(hf.WiringError, match=r"expects input \(batch, 4\), got \(2, 5\)"):
+        blk(torch.randn(2, 5))
+
+
+def test_derived_block_on_a_user_graph_leaky_step():
+    g = hf.EnergyGraph({"x": hf.NeuronLayer(4, L.Tanh(), tau=2.0),
+                        "h": hf.NeuronLayer(3, L.ReLU(), tau=0)},
+                       {"W": S.Dense(4, 3)}, {"W": ("x", "h")}).double()
+    blk = hf.derive(g, "x", step="leaky", step_size=0.5)
+    x = torch.randn(2, 4, dtype=D)
+    syn = g.synapses["W"]
+    h = syn.forward_current(torch.tanh(x))
+    expect = x + 0.25 * (syn.backward_current(torch.relu(h)) - x)
+    torch.testing.assert_close(blk(x), expect)
