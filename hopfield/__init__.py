@@ -5,7 +5,7 @@ Public names: :class:`EnergyGraph`, :class:`NeuronLayer`, :func:`derive`, :class
 ``lagrangians``, ``synapses``, ``dynamics``, ``blocks``.
 """
 
-from . import blocks, dynamics, lagrangians, models, synapses
+from . import blocks, dynamics, interop, lagrangians, models, synapses
 from .derive import DerivedBlock, Group, LyapunovReport, derive, lyapunov_report
 from .errors import WiringError
 from .graph import EnergyGraph
@@ -24,6 +24,7 @@ __all__ = [
     "lyapunov_report",
     "blocks",
     "models",
+    "interop",
     "dynamics",
     "lagrangians",
     "synapses",

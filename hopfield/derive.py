@@ -217,18 +217,21 @@ class DerivedBlock(nn.Module):
                   for n in comp.state})
         return fmap, pack(xs), unpack, y
 
-    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
-                         full: bool = False):
-        ext = self._init_component(comp, gs, xs)
-        if not comp.implicit:
-            return
-        fmap, z0, unpack, _ = self._component_map(comp, plan, gs, xs, ext)
+    def _prime_parametrizations(self, plan: _Plan):
         if plan.grad != "unrolled" and torch.is_grad_enabled():
             # implicit/phantom solves run under no_grad: evaluate parametrized weights (spectral
             # norms) first, so that parametrize.cached() keeps copies that carry their gradient
             for s in plan.synapses:
                 for name in getattr(self.graph.synapses[s], "parametrizations", {}):
                     getattr(self.graph.synapses[s], name)
+
+    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
+                         full: bool = False):
+        ext = self._init_component(comp, gs, xs)
+        if not comp.implicit:
+            return
+        fmap, z0, unpack, _ = self._component_map(comp, plan, gs, xs, ext)
+        self._prime_parametrizations(plan)
         z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
                                      max_iter=plan.max_iter, tol=plan.tol,
                                      solver_options=plan.solver_options)
@@ -290,8 +293,9 @@ class DerivedBlock(nn.Module):
     def solve_implicit(self, x, group: int = 0, component: int = 0, **clamped):
         r"""Solve one implicit component for visible state ``x``: returns ``(z, y, stats)`` with
         $z = (1-F)^{-1}(y)$ (packed iterate: the root layer's state for iMixer)."""
-        plan, _, (fmap, z0, _, y) = self._implicit(x, group, component, clamped)
         with parametrize.cached():
+            plan, _, (fmap, z0, _, y) = self._implicit(x, group, component, clamped)
+            self._prime_parametrizations(plan)
             z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
                                          max_iter=plan.max_iter, tol=plan.tol,
                                          solver_options=plan.solver_options)
@@ -301,8 +305,8 @@ class DerivedBlock(nn.Module):
         r"""Apply the residual map $(1 - F)(z) = z - F(z)$ of an implicit component, with
         $F(z) = \mathrm{map}(z) - y$. At the solution it returns the input $y$: the block's
         inverse form, made checkable."""
-        _, _, (fmap, _, _, y) = self._implicit(x, group, component, clamped)
         with parametrize.cached():
+            _, _, (fmap, _, _, y) = self._implicit(x, group, component, clamped)
             return z - (fmap(z) - y)
 
     def forward(self, x: torch.Tensor, **clamped: torch.Tensor) -> torch.Tensor:
