@@ -167,6 +167,7 @@ class DerivedBlock(nn.Module):
         ext = {n: self._current(comp.external[n], gs) if comp.external[n] else None
                for n in comp.layers}
         # the eliminated layers are recomputed first thing in every sweep: they need no start
+        single = len(comp.state) == 1
         for n in comp.order:
             if comp.implicit and n in comp.eliminated:
                 continue
@@ -177,7 +178,9 @@ class DerivedBlock(nn.Module):
             if c is None:
                 ref = xs[self.visible]
                 c = ref.new_zeros((ref.shape[0], *self.graph.neurons[n].shape))
-            xs[n], gs[n] = c, self._act(n, c)
+            xs[n] = c
+            if not (comp.implicit and single):  # else the solve computes it from its iterate
+                gs[n] = self._act(n, c)
         return ext
 
     def _component_map(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, ext: dict):
@@ -197,6 +200,7 @@ class DerivedBlock(nn.Module):
             return torch.cat([d[n].reshape(d[n].shape[0], -1) for n in comp.state], dim=1)
 
         hook = self.iterate_hook
+        needs_act = set(comp.eliminated) | (set(comp.state) if not single else set())
 
         def fmap(z):
             loc = dict(gs)
@@ -209,7 +213,8 @@ class DerivedBlock(nn.Module):
             for n in comp.sweep:
                 c = self._current(comp.internal[n], loc)
                 c = c if ext[n] is None else ext[n] + c
-                loc[n] = self._act(n, c)
+                if n in needs_act:  # the last layers' activations are recomputed from z
+                    loc[n] = self._act(n, c)
                 new[n] = c
             return pack(new)
 

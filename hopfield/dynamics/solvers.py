@@ -109,12 +109,13 @@ def _finish(stats: SolverStats, warn: bool):
 
 def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, max_iter: int = 50,
                 tol: float | None = None, stop_mode: str = "rel", damping: float = 1.0,
-                divergence_factor: float = 1e4, warn: bool = True, record: bool = True):
+                divergence_factor: float = 1e4, warn: bool = True, record: bool | None = None):
     r"""Plain (optionally damped) iteration $z \leftarrow (1-\lambda) z + \lambda f(z)$.
 
-    With ``tol=None`` it runs exactly ``max_iter`` iterations and adds nothing to the loop but
-    the residual bookkeeping (``record=False`` drops even that). The residual recorded at
-    iteration $i$ is $\lVert f(z_{i}) - z_{i}\rVert$, available for free as $z_{i+1}-z_i$.
+    With ``tol=None`` it runs exactly ``max_iter`` iterations and, unless ``record=True``, adds
+    nothing to the loop (no residual bookkeeping: the published iMixer loop, op for op). With a
+    ``tol`` (or ``record=True``) the residual recorded at iteration $i$ is
+    $\lVert f(z_{i}) - z_{i}\rVert$, available as $z_{i+1}-z_i$.
     """
     _check_common("fixed_point", max_iter, tol, stop_mode)
     if not 0 < damping <= 1:
@@ -122,10 +123,14 @@ def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, 
     stats = SolverStats("fixed_point", tol=tol, stop_mode=stop_mode)
     z = z0
     check = tol is not None
+    record = check if record is None else record
     for _ in range(max_iter):
         fz = f(z)
         stats.nfev += 1
         stats.iterations += 1
+        if not (record or check or damping != 1.0):
+            z = fz
+            continue
         diff = fz - z
         z = fz if damping == 1.0 else z + damping * diff
         if (record or check) and _record(stats, diff, fz, divergence_factor, check):
