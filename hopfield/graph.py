@@ -68,6 +68,10 @@ class EnergyGraph(nn.Module):
         if not isinstance(edges, Mapping):
             raise TypeError(f"EnergyGraph: edges must be a dict of synapse name -> tuple of neuron "
                             f"names, got {type(edges).__name__}.")
+        clash = sorted(set(neurons) & set(synapses))
+        if clash:
+            raise WiringError(f"EnergyGraph: name(s) {clash} are used for both a neuron and a "
+                              f"synapse; energy terms are keyed by name, so rename one of each.")
         missing = sorted(set(synapses) - set(edges))
         extra = sorted(set(edges) - set(synapses))
         if missing:

@@ -70,6 +70,9 @@ class HopfieldClassifier(nn.Module):
         self.config: dict = {}
 
     def forward_features(self, x):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"input images contain NaN or Inf ({int((~torch.isfinite(x)).sum())} "
+                             f"of {x.numel()} values); check the data pipeline or normalisation.")
         x = self.stem(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)

@@ -189,7 +189,9 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
         h = torch.cat([top, bottom], 1)  # (b, m+1, m+1)
         rhs = g.new_zeros(b, m + 1, 1)
         rhs[:, 0] = 1.0
-        alpha = torch.linalg.solve(h, rhs)[:, 1:, 0]  # (b, m)
+        # the (m+1)x(m+1) system is solved in at least float32 (no half-precision LU)
+        wide = torch.promote_types(h.dtype, torch.float32)
+        alpha = torch.linalg.solve(h.to(wide), rhs.to(wide))[:, 1:, 0].to(g.dtype)  # (b, m)
         new = mixing * (alpha[:, None] @ fs)[:, 0]
         if mixing != 1.0:
             new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
@@ -211,6 +213,10 @@ def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: s
     if n > 4096:
         raise ValueError(f"broyden: state of {n} numbers per sample is too large for a dense "
                          f"inverse Jacobian (limit 4096); use solver='anderson'.")
+    if z0.dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(f"broyden: {z0.dtype} is not supported (its dense inverse-Jacobian "
+                         f"updates lose too much precision); use solver='anderson' or "
+                         f"'fixed_point', or run the solve in float32.")
     check = tol is not None
     inv = -torch.eye(n, dtype=z0.dtype, device=z0.device).expand(b, n, n).clone()
     z = z0.reshape(b, n)
