@@ -148,7 +148,10 @@ def lyapunov_checks(obj, step_size=None):
     holds = all(checks.values())
     # THEORY §4.3: with convex Lagrangians and tied synapses, each plain iteration of a fast
     # group is exact block-coordinate minimisation of its energy, whatever the visible step
-    iterations_descend = checks["convex"] and checks["exact_activations"] and checks["tied"]
+    has_implicit = isinstance(obj, DerivedBlock) and any(
+        c.implicit for p in obj.plans for c in p.components)
+    iterations_descend = has_implicit and checks["convex"] and checks["exact_activations"] and \
+        checks["tied"]
     if holds:
         reasons.append("convex Lagrangians, tied synapses, one energy and a stable step: the "
                        "energy never increases (THEORY §3)")
