@@ -48,7 +48,8 @@ class SoftSpectralNorm(nn.Module):
                     v = F.normalize(mat.t() @ u, dim=0, eps=self.eps, out=self.v)
                     u = F.normalize(mat @ v, dim=0, eps=self.eps, out=self.u)
             u, v = u.clone(), v.clone()
-        sigma = torch.dot(u, mat @ v)
+        # (mat @ v) may come back in bf16/fp16 under autocast while u stays float32
+        sigma = torch.dot(u, (mat @ v).to(u.dtype))
         self.sigma.copy_(sigma.detach())
         factor = torch.clamp(sigma / self.coeff, min=1.0)
         return weight / factor

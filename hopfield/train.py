@@ -1,0 +1,420 @@
+"""Train an image classifier from the model registry: ``train(TrainConfig(...)) -> TrainResult``.
+
+The recipe is the usual one for small vision models: AdamW (no weight decay on biases, norms
+and embeddings), linear warm-up then cosine decay per step, label smoothing, stochastic depth,
+gradient clipping, optional Mixup/CutMix and an EMA of the weights, mixed precision on GPU.
+
+Every epoch writes, into ``out``: ``metrics.jsonl`` (one JSON object per epoch),
+``learning_curves.png`` and ``last.pt`` (an atomic checkpoint holding everything needed to
+continue the run *exactly*: model, optimizer, schedule, grad scaler, EMA, the RNG states of
+every process and the data iterator's position). The run ends with ``model.safetensors``
+(and ``model_ema.safetensors``) whose header carries the model configuration.
+
+Launched by ``torchrun``, training runs as DistributedDataParallel (NCCL on GPU, Gloo on CPU);
+``batch_size`` is per process and rank 0 alone writes files.
+
+Example:
+    >>> from hopfield.train import TrainConfig, train
+    >>> result = train(TrainConfig(model="mixer_tiny", epochs=1, out="runs/demo",  # doctest: +SKIP
+    ...                            max_train_samples=256, model_kwargs={"depth": 1}))
+    >>> result.final["test_acc"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint as ckpt
+from .data import load_dataset
+from .loader import BatchLoader, Transform, counter_seed, mix_batch
+from .models import create_model
+from .trainutil import (
+    ModelEma,
+    amp_dtype,
+    distributed_setup,
+    evaluate,
+    gather,
+    param_groups,
+    resolve_device,
+    warmup_cosine,
+    write_curves,
+)
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "NonFiniteLossError"]
+
+# settings that may differ between a run and its resumption
+_RESUMABLE_CHANGES = {"out", "resume", "quiet", "data_dir", "device", "num_workers", "log_every",
+                      "plot", "save_every", "deterministic"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the last checkpoint on disk is the last good state."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``model_kwargs`` go to ``create_model``
+    (e.g. ``{"n_iter": 2, "solver": "anderson", "depth": 2}``); ``resume`` is ``"auto"``
+    (``<out>/last.pt`` if present) or a checkpoint path."""
+
+    model: str = "imixer_tiny"
+    dataset: str = "bundled"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    drop_path: float = 0.0
+    clip_grad: float | None = 1.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema: float = 0.0
+    amp: str = "auto"
+    crop_padding: int | None = None
+    hflip: bool | None = None
+    out: str | None = None
+    resume: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    save_every: int = 0
+    log_every: int = 20
+    deterministic: bool = False
+    num_workers: int = 0
+    plot: bool = True
+    quiet: bool = False
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [(name, value, value > 0, "> 0") for name, value in (
+            ("epochs", self.epochs), ("batch_size", self.batch_size), ("lr", self.lr),
+            ("log_every", self.log_every))]
+        checks += [(name, value, value >= 0, "≥ 0") for name, value in (
+            ("weight_decay", self.weight_decay), ("warmup_epochs", self.warmup_epochs),
+            ("mixup", self.mixup), ("cutmix", self.cutmix), ("save_every", self.save_every),
+            ("min_lr", self.min_lr))]
+        checks += [(name, value, 0 <= value < 1, "in [0, 1)") for name, value in (
+            ("label_smoothing", self.label_smoothing), ("drop_path", self.drop_path),
+            ("ema", self.ema))]
+        checks.append(("clip_grad", self.clip_grad, self.clip_grad is None or self.clip_grad > 0,
+                       "> 0 or None (no clipping)"))
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {expected}, got {value!r}.")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}.")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or Path("runs") / f"{self.model}-{self.dataset}")
+
+
+@dataclass
+class TrainResult:
+    """``history``: one dict per epoch (as in ``metrics.jsonl``); ``final``: the last one."""
+
+    history: list[dict]
+    out_dir: Path
+    checkpoint: Path
+    weights: Path | None
+    model: nn.Module
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+class Trainer:
+    """Builds data, model and optimiser from a :class:`TrainConfig`; :meth:`fit` runs it."""
+
+    def __init__(self, config: TrainConfig):
+        self.cfg = cfg = config
+        self.device = resolve_device(cfg.device)
+        self.rank, self.world_size, self.device = distributed_setup(self.device)
+        self.is_main = self.rank == 0
+        self.out = cfg.out_dir
+        if self.is_main:
+            ckpt.ensure_writable(self.out)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
+
+        train_set = load_dataset(cfg.dataset, "train", cfg.data_dir)
+        test_set = load_dataset(cfg.dataset, "test", cfg.data_dir)
+        train_set = train_set.subset(cfg.max_train_samples, cfg.seed)
+        test_set = test_set.subset(cfg.max_eval_samples, cfg.seed)
+        self.classes = train_set.classes
+        C, H, W = train_set.image_shape
+        if H != W:
+            raise ValueError(f"{cfg.dataset}: images are {H}x{W}; the models need square images.")
+        self.mean, self.std = train_set.channel_stats()
+        pad = cfg.crop_padding if cfg.crop_padding is not None else max(1, H // 8)
+        hflip = train_set.hflip if cfg.hflip is None else cfg.hflip
+        shard = dict(seed=cfg.seed, rank=self.rank, world_size=self.world_size)
+        self.train_loader = BatchLoader(train_set.to(self.device), cfg.batch_size, shuffle=True,
+                                        transform=Transform(self.mean, self.std, crop_padding=pad,
+                                                            hflip=hflip), **shard)
+        self.test_loader = BatchLoader(test_set.to(self.device), cfg.batch_size,
+                                       transform=Transform(self.mean, self.std), **shard)
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = self.build_model().to(self.device)
+        self.model_config = dict(self.model.config)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        spe = len(self.train_loader)
+        self.scheduler = warmup_cosine(self.optimizer, warmup_steps=round(cfg.warmup_epochs * spe),
+                                       total_steps=cfg.epochs * spe, floor=cfg.min_lr / cfg.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEma(self.model, self.build_model, cfg.ema) if cfg.ema > 0 else None
+        self.global_step, self.history = 0, []
+        self.epoch_stats = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, ok, n
+        torch.manual_seed(counter_seed(cfg.seed, self.rank))  # per-rank stochastic depth
+        resumed = self._maybe_resume()
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        else:
+            self.ddp = self.model
+        self._log(f"{'resumed' if resumed else 'training'} {cfg.model} on {cfg.dataset} "
+                  f"({len(train_set)} train / {len(test_set)} test images, device {self.device}, "
+                  f"amp {self.amp_dtype}, world size {self.world_size}) -> {self.out}")
+
+    def build_model(self) -> nn.Module:
+        C, H, _ = self.train_loader.dataset.image_shape
+        return create_model(self.cfg.model, num_classes=len(self.classes), img_size=H, in_chans=C,
+                            drop_path_rate=self.cfg.drop_path, **self.cfg.model_kwargs)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def _maybe_resume(self) -> bool:
+        cfg = self.cfg
+        if cfg.resume is None:
+            return False
+        path = self.checkpoint_path if cfg.resume == "auto" else Path(cfg.resume)
+        if cfg.resume == "auto" and not path.exists():
+            self._log(f"--resume: no checkpoint at {path} yet; starting from scratch")
+            return False
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        saved = state["config"]
+        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
+                if k not in _RESUMABLE_CHANGES and saved.get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"cannot resume {path} with different settings ({detail}); use the "
+                             f"original flags or a new --out.")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.train_loader.load_state_dict(state["loader"])
+        self.global_step, self.history = state["global_step"], list(state["history"])
+        ranks = state["ranks"]
+        mine = ranks[self.rank] if len(ranks) == self.world_size else None
+        if mine is None:
+            self._log(f"checkpoint saved by {len(ranks)} processes, resuming with "
+                      f"{self.world_size}: random streams restart, the run is not bit-identical")
+        else:
+            self.epoch_stats.copy_(mine["epoch_stats"])
+            ckpt.set_rng_state(mine["rng"])
+        return True
+
+    def save(self) -> None:
+        """Write ``last.pt`` (all ranks take part: each contributes its RNG state)."""
+        ranks = gather({"rng": ckpt.rng_state(), "epoch_stats": self.epoch_stats.cpu()},
+                       self.world_size)
+        if not self.is_main:
+            return
+        ckpt.save_checkpoint(self.checkpoint_path, {
+            "config": asdict(self.cfg), "model_config": self.model_config,
+            "classes": self.classes, "normalize": {"mean": self.mean, "std": self.std},
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "loader": self.train_loader.state_dict(), "global_step": self.global_step,
+            "history": self.history, "ranks": ranks})
+
+    # ------------------------------------------------------------------ training
+    def _log(self, msg: str) -> None:
+        if self.is_main and not self.cfg.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(msg, file=sys.stdout)
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        ok = torch.isfinite(loss).to(torch.int32)
+        if self.world_size > 1:  # every rank must stop together, or the others hang in a collective
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if not ok.item():
+            last = (f"the last good checkpoint {self.checkpoint_path} (epoch "
+                    f"{len(self.history)}) is intact" if self.checkpoint_path.exists()
+                    else "no checkpoint was written yet")
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at epoch {self.train_loader.epoch + 1}, step "
+                f"{self.global_step}; stopping. {last}. Lower --lr, keep --clip-grad on or use "
+                f"--amp bf16 instead of fp16, then continue with --resume.")
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on a batch; returns the (detached) mean loss."""
+        cfg, b = self.cfg, self.train_loader.position - 1
+        target = y
+        if cfg.mixup > 0 or cfg.cutmix > 0:  # its own counter-based stream, like augmentation
+            rng = np.random.default_rng(counter_seed(cfg.seed, self.train_loader.epoch, b,
+                                                     self.rank, 2))
+            x, target = mix_batch(x, y, len(self.classes), mixup=cfg.mixup, cutmix=cfg.cutmix,
+                                  label_smoothing=cfg.label_smoothing, rng=rng)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            logits = self.ddp(x)
+        smoothing = cfg.label_smoothing if target is y else 0.0
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+        if ckpt.fault("loss", self.global_step + 1) == "nan":
+            loss = loss * float("nan")
+        self.scaler.scale(loss).backward()
+        if cfg.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+        hard = y if target is y else target.argmax(1)
+        loss = loss.detach()
+        # accumulate on the device: no host synchronisation inside the loop
+        self.epoch_stats[:2] += torch.stack([loss.double() * len(y),
+                                             (logits.argmax(1) == hard).sum().double()])
+        self.epoch_stats[2] += len(y)
+        return loss
+
+    def train_epoch(self) -> dict:
+        """Run the rest of the current epoch; returns train loss, accuracy and images/s."""
+        from tqdm import tqdm
+
+        cfg, loader = self.cfg, self.train_loader
+        self.ddp.train()
+        show = self.is_main and not cfg.quiet and sys.stderr.isatty()
+        bar = tqdm(total=len(loader), initial=loader.position, disable=not show, leave=False,
+                   desc=f"epoch {loader.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
+        check_every = 1 if self.device.type == "cpu" else cfg.log_every
+        t0, seen = time.perf_counter(), 0
+        for x, y in loader:
+            loss = self.train_step(x, y)
+            seen += len(y)
+            ckpt.fault("step", self.global_step)
+            last_batch = loader.position == len(loader)
+            if loader.position % check_every == 0 or last_batch:
+                self._check_finite(loss)
+            if show and (loader.position % cfg.log_every == 0 or last_batch):
+                s = self.epoch_stats.tolist()
+                bar.set_postfix(loss=f"{s[0] / s[2]:.4f}", acc=f"{s[1] / s[2]:.3f}",
+                                img_s=f"{seen * self.world_size / (time.perf_counter() - t0):.0f}")
+            bar.update()
+            if cfg.save_every and self.global_step % cfg.save_every == 0 and not last_batch:
+                self._check_finite(loss)
+                self.save()
+        bar.close()
+        stats = self.epoch_stats.clone()
+        if self.world_size > 1:
+            dist.all_reduce(stats)
+        elapsed = time.perf_counter() - t0
+        loss_sum, correct, n = stats.tolist()
+        return {"train_loss": loss_sum / n, "train_acc": correct / n,
+                "images_per_s": seen * self.world_size / elapsed, "epoch_time_s": elapsed}
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs, evaluating and checkpointing after each."""
+        cfg, loader = self.cfg, self.train_loader
+        evaluate_kw = dict(amp=self.amp_dtype, world_size=self.world_size)
+        if self.history:  # resumed: metrics.jsonl may lag the checkpoint by one epoch
+            self._write_logs()
+        for epoch in range(loader.epoch, cfg.epochs):
+            if loader.epoch != epoch:
+                loader.set_epoch(epoch)
+            row = {"epoch": epoch + 1, **self.train_epoch(), "step": self.global_step,
+                   "lr": self.optimizer.param_groups[0]["lr"]}  # lr reached at the epoch's end
+            for k, v in evaluate(self.model, self.test_loader, **evaluate_kw).items():
+                row[f"test_{k}"] = v
+            if self.ema is not None:
+                for k, v in evaluate(self.ema.module, self.test_loader, **evaluate_kw).items():
+                    row[f"ema_test_{k}"] = v
+            self.history.append(row)
+            loader.set_epoch(epoch + 1)
+            self.epoch_stats.zero_()
+            self.save()
+            self._write_logs()
+            self._log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+                      f"acc {row['train_acc']:.4f} | test loss {row['test_loss']:.4f} "
+                      f"acc {row['test_acc']:.4f} | {row['images_per_s']:.0f} img/s")
+        weights = self.export() if self.is_main else None
+        return TrainResult(self.history, self.out, self.checkpoint_path, weights, self.model)
+
+    def _write_logs(self) -> None:
+        if not self.is_main:
+            return
+        lines = "".join(json.dumps(r) + "\n" for r in self.history).encode()
+        ckpt.atomic_write_bytes(self.out / "metrics.jsonl", lines)
+        if self.cfg.plot:
+            write_curves(self.history, self.out / "learning_curves.png",
+                         title=f"{self.cfg.model} on {self.cfg.dataset}")
+
+    def export(self) -> Path:
+        """Write ``model.safetensors`` (and ``model_ema.safetensors``) with a JSON header."""
+        meta = {"model_config": self.model_config, "dataset": self.cfg.dataset,
+                "classes": self.classes, "mean": self.mean, "std": self.std,
+                "metrics": self.history[-1] if self.history else {}}
+        path = self.out / "model.safetensors"
+        ckpt.export_safetensors(self.model, path, meta)
+        if self.ema is not None:
+            ckpt.export_safetensors(self.ema.module, self.out / "model_ema.safetensors", meta)
+        return path
+
+
+def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
+    """Run one training job. ``config`` is a :class:`TrainConfig` or a dict of its fields;
+    keyword arguments override fields.
+
+    Raises:
+        ValueError / TypeError: invalid settings (named). FileNotFoundError: missing data or
+        checkpoint. OSError: unwritable output folder. NonFiniteLossError: divergence.
+    """
+    if isinstance(config, TrainConfig):
+        config = asdict(config)
+    config = {**(config or {}), **overrides}
+    if unknown := sorted(set(config) - {f.name for f in fields(TrainConfig)}):
+        raise TypeError(f"unknown training settings {unknown}; valid: "
+                        f"{', '.join(f.name for f in fields(TrainConfig))}.")
+    owns_group = not (dist.is_available() and dist.is_initialized())
+    trainer = Trainer(TrainConfig(**config))
+    try:
+        result = trainer.fit()
+        if trainer.world_size > 1:
+            dist.barrier()  # let rank 0 finish its files before the group goes away
+        return result
+    finally:
+        if owns_group and trainer.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,175 @@
+"""Pieces of the training loop that stand alone: device and precision choice, process groups,
+weight-decay groups, the weight EMA, evaluation and the learning-curve figure."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["resolve_device", "amp_dtype", "distributed_setup", "gather", "param_groups",
+           "warmup_cosine", "ModelEma", "evaluate", "write_curves"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; otherwise any ``torch.device`` string."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or "
+                         f"cuda:N.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu.")
+    return device
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``--amp auto|bf16|fp16|off`` (``auto``: bf16 on GPUs that have it)."""
+    if amp == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or --amp off on "
+                         f"{device.type}.")
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def distributed_setup(device: torch.device) -> tuple[int, int, torch.device]:
+    """Use the caller's process group, or join the one that ``torchrun`` describes in the
+    environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``): NCCL for
+    CUDA, Gloo otherwise.
+
+    Returns:
+        ``(rank, world_size, device)``; a CUDA device becomes ``cuda:LOCAL_RANK``.
+    """
+    initialised = dist.is_available() and dist.is_initialized()
+    if not initialised and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not initialised:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def gather(obj, world_size: int) -> list:
+    """Every rank's ``obj`` (picklable), in rank order."""
+    if world_size == 1:
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices, none on biases, norm gains and embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith((".bias", "cls_token", "pos_embed"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int,
+                  floor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    r"""Per-step schedule: linear warm-up to the base rate over ``warmup_steps``, then cosine
+    decay to ``floor`` × base at ``total_steps``:
+    $\eta_t = \eta\,[f + (1-f)\tfrac12(1+\cos\pi p)]$, $p = (t-w)/(T-w)$."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class ModelEma:
+    r"""Exponential moving average of the weights, $\bar\theta \leftarrow d\,\bar\theta +
+    (1-d)\,\theta$ after each step; buffers (e.g. power-iteration vectors) are copied.
+
+    Args:
+        model: the model being trained.
+        build: a factory returning a fresh model of the same architecture (parametrised
+            modules cannot always be deep-copied).
+        decay: $d$, e.g. 0.999.
+    """
+
+    def __init__(self, model: nn.Module, build, decay: float):
+        self.decay = decay
+        device = next(model.parameters()).device
+        self.module = build().to(device).eval().requires_grad_(False)
+        self.module.load_state_dict(model.state_dict())
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_p = [p for _, p in self.module.named_parameters()]
+        new_p = [p.detach() for _, p in model.named_parameters()]
+        torch._foreach_lerp_(ema_p, new_p, 1.0 - self.decay)
+        for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, amp: torch.dtype | None = None,
+             world_size: int = 1) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (summed over all ranks)."""
+    was_training = model.training
+    model.eval()
+    loader.set_epoch(0)
+    device = loader.device
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for x, y in loader:
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(x)
+        sums[:2] += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                                 (logits.argmax(1) == y).sum().double()])
+        sums[2] += len(y)
+    if world_size > 1:
+        dist.all_reduce(sums)
+    model.train(was_training)
+    loss_sum, correct, n = sums.tolist()
+    return {"loss": loss_sum / n, "acc": correct / n}
+
+
+def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Loss, accuracy and learning rate per epoch as a PNG (Agg canvas; pyplot untouched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .checkpoint import atomic_write_bytes
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    for key, label in (("train", "train"), ("test", "test"), ("ema_test", "test (EMA)")):
+        if f"{key}_loss" in history[0]:
+            ax_loss.plot(epochs, [r[f"{key}_loss"] for r in history], "o-", ms=3, label=label)
+            ax_acc.plot(epochs, [r[f"{key}_acc"] for r in history], "o-", ms=3, label=label)
+    ax_lr.plot(epochs, [r["lr"] for r in history], "o-", ms=3, color="gray")
+    for ax, name in ((ax_loss, "cross-entropy"), (ax_acc, "accuracy"),
+                     (ax_lr, "learning rate (end of epoch)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    ax_loss.legend()
+    ax_acc.legend()
+    if title:
+        fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(Path(path), buf.getvalue())
