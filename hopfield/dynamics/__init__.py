@@ -1,5 +1,6 @@
 """Dynamics: energy descent, fixed-point solvers, gradients through equilibria, spectral norm."""
 
+from .compiled import CompileFallbackWarning, descend_compiled
 from .descent import RULES, DescentStats, descend
 from .implicit import GRAD_MODES, solve_fixed_point
 from .solvers import (
@@ -19,5 +20,5 @@ __all__ = [
     "RULES", "DescentStats", "descend", "GRAD_MODES", "solve_fixed_point", "ConvergenceWarning",
     "DivergenceError", "SolverStats", "anderson", "broyden", "fixed_point", "get_solver",
     "register_solver", "solver_names", "SoftSpectralNorm", "operator_norm", "spectral_norm",
-    "spectral_norm_of",
+    "spectral_norm_of", "descend_compiled", "CompileFallbackWarning",
 ]
