@@ -4,7 +4,7 @@
 #   bash scripts/docs.sh --serve      # ... then serve it on http://127.0.0.1:8000 instead
 # The figures in docs/figures/ are committed; regenerate them with
 #   .venv/bin/python scripts/make_doc_figures.py
-# The build fetches nothing from the network (MathJax is loaded by the reader's browser).
+# The build fetches nothing from the network, and MathJax is bundled (docs/javascripts/vendor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${EXTRAS:+$EXTRAS,}docs" bash scripts/setup.sh
