@@ -336,6 +336,34 @@ class DerivedBlock(nn.Module):
     def lyapunov(self) -> LyapunovReport:
         return lyapunov_report(self)
 
+    def feedback_lipschitz(self, *, warn: bool = True) -> dict[str, float | None]:
+        r"""Upper bounds on $\mathrm{Lip}(F)$ of every implicit component's feedback map,
+        ``{"<group>/<component>": bound}`` (``None`` where no bound is available).
+
+        For iMixer's chain, $\mathrm{Lip}(F) \le s_2 s_3 \lVert W_{32}\rVert \lVert W_{23}\rVert$
+        with $s$ the activations' largest slopes. A bound $\ge 1$ means $(1-F)$ may not be
+        invertible and plain iteration may not converge; with ``warn`` it is reported as a
+        ``UserWarning`` (GELU's slope, up to 1.129, pushes two weights at the spectral-norm
+        bound $c = 0.9$ to $1.03$).
+        """
+        import warnings
+
+        from .describe import feedback_lipschitz
+
+        out = {}
+        for plan in self.plans:
+            for i, comp in enumerate(c for c in plan.components if c.implicit):
+                out[f"{plan.name}/{i}"] = bound = feedback_lipschitz(self, comp)
+                if warn and bound is not None and bound >= 1.0:
+                    acts = ", ".join(type(self.graph.lagrangian_of(n)).__name__
+                                     for n in comp.layers)
+                    warnings.warn(
+                        f"{plan.name}: the feedback map's Lipschitz bound is {bound:.3f} >= 1 "
+                        f"(activations {acts}); (1 - F) may not be invertible. Lower the "
+                        f"spectral-norm coefficient or use an activation with slope <= 1.",
+                        UserWarning, stacklevel=2)
+        return out
+
 
 @dataclass
 class LyapunovReport:

@@ -221,3 +221,24 @@ def test_derived_block_on_a_user_graph_leaky_step():
     h = syn.forward_current(torch.tanh(x))
     expect = x + 0.25 * (syn.backward_current(torch.relu(h)) - x)
     torch.testing.assert_close(blk(x), expect)
+
+
+def test_feedback_lipschitz_bound_and_warning():
+    blk = hf.blocks.imixer_block(8, 6, coeff=0.9).eval()
+    fb = blk.graph.synapses["token_feedback"]
+    with torch.no_grad():  # weights far above the bound: the soft spectral norm clamps them
+        fb.parametrizations.weight.original.mul_(50)
+        fb.parametrizations.weight_back.original.mul_(50)
+    blk.train()
+    for _ in range(30):
+        blk(torch.randn(2, 8, 6))
+    blk.eval()
+    with pytest.warns(UserWarning, match=r"Lipschitz bound is 1\.0\d+ >= 1 \(activations GELU, GELU\)"):
+        bounds = blk.feedback_lipschitz()
+    assert 1.0 < bounds["token mixing (iMLP)/0"] <= 1.1289**2 * 0.81 + 1e-3
+    tanh = hf.blocks.imixer_block(8, 6, act="tanh").eval()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tanh.feedback_lipschitz()["token mixing (iMLP)/0"] < 1.0
