@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 
 from ..graph import EnergyGraph
-from .descent import RULES, DescentStats, _grad_norm
+from .descent import DescentStats, _grad_norm, check_descent_args, descent_layers
 
 __all__ = ["descend_compiled", "make_descent_step", "CompileFallbackWarning"]
 
@@ -49,12 +49,6 @@ class CompileFallbackWarning(UserWarning):
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _layers(graph: EnergyGraph):
-    movable = [n for n, l in graph.neurons.items() if not l.clamped and not l.is_fast]
-    fast = [n for n, l in graph.neurons.items() if l.is_fast]
-    return movable, fast
-
-
 def make_descent_step(graph: EnergyGraph, *, step_size: float = 0.1, rule: str = "leaky",
                       method: str = "auto") -> Callable[[dict], dict]:
     r"""The eager descent step ``xs -> xs'`` of :func:`~hopfield.dynamics.descend`, as a function.
@@ -62,7 +56,7 @@ def make_descent_step(graph: EnergyGraph, *, step_size: float = 0.1, rule: str =
     It skips the state checks (done once by the caller), so it is free of data-dependent
     branches and can be traced by ``torch.compile``.
     """
-    movable, fast = _layers(graph)
+    movable, fast = descent_layers(graph)
     rates = {n: step_size / graph.neurons[n].tau for n in movable} if rule == "leaky" else {}
 
     def step(xs: dict) -> dict:
@@ -127,20 +121,8 @@ def descend_compiled(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: 
     calls reuse the compiled step. Recording (``record=True``) or a ``tol`` evaluates energies
     outside the compiled step; pass ``record=False`` for the fastest descent.
     """
-    if rule not in RULES:
-        raise ValueError(f"descend_compiled: unknown rule {rule!r}; valid: {', '.join(RULES)}.")
-    if not (isinstance(step_size, (int, float)) and step_size > 0):
-        raise ValueError(f"descend_compiled: step_size must be positive, got {step_size!r}.")
-    if not (isinstance(steps, int) and steps >= 0):
-        raise ValueError(f"descend_compiled: steps must be an int >= 0, got {steps!r}.")
-    graph.check_states(xs)
-    xs = graph.fill_copies(xs)
-    movable, fast = _layers(graph)
-    for n in movable:
-        if rule == "leaky" and step_size > graph.neurons[n].tau:
-            raise ValueError(f"descend_compiled: step_size={step_size} exceeds "
-                             f"tau={graph.neurons[n].tau} of neuron {n!r}; the leaky Euler step "
-                             f"overshoots (use step_size <= tau).")
+    xs, movable, fast = check_descent_args("descend_compiled", graph, xs, steps, step_size,
+                                           rule)
     if mode is not None and options:
         raise ValueError("descend_compiled: pass either mode or options, not both.")
     key = _key(rule, step_size, method, mode, options)

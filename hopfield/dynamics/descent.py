@@ -47,6 +47,31 @@ def _grad_norm(xs, cur, names):
     return torch.sqrt(sq)
 
 
+def descent_layers(graph: EnergyGraph) -> tuple[list[str], list[str]]:
+    """``(movable, fast)``: the slow, unclamped layers that step, and the fast ones that settle."""
+    movable = [n for n, l in graph.neurons.items() if not l.clamped and not l.is_fast]
+    fast = [n for n, l in graph.neurons.items() if l.is_fast]
+    return movable, fast
+
+
+def check_descent_args(who, graph, xs, steps, step_size, rule):
+    """Validate a descent's settings and states; returns ``(xs with copies filled, movable, fast)``."""
+    if rule not in RULES:
+        raise ValueError(f"{who}: unknown rule {rule!r}; valid: {', '.join(RULES)}.")
+    if not (isinstance(step_size, (int, float)) and step_size > 0):
+        raise ValueError(f"{who}: step_size must be positive, got {step_size!r}.")
+    if not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"{who}: steps must be an int >= 0, got {steps!r}.")
+    graph.check_states(xs)
+    movable, fast = descent_layers(graph)
+    for n in movable:
+        if rule == "leaky" and step_size > graph.neurons[n].tau:
+            raise ValueError(f"{who}: step_size={step_size:g} exceeds tau={graph.neurons[n].tau:g} "
+                             f"of neuron {n!r}; the leaky Euler step overshoots (use "
+                             f"step_size <= tau).")
+    return graph.fill_copies(xs), movable, fast
+
+
 def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100,
             step_size: float = 0.1, rule: str = "leaky", tol: float | None = None,
             record: bool = True, method: str = "auto") -> tuple[dict, DescentStats]:
@@ -64,21 +89,7 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
         >>> len(st.energy)
         6
     """
-    if rule not in RULES:
-        raise ValueError(f"descend: unknown rule {rule!r}; valid: {', '.join(RULES)}.")
-    if not (isinstance(step_size, (int, float)) and step_size > 0):
-        raise ValueError(f"descend: step_size must be positive, got {step_size!r}.")
-    if not (isinstance(steps, int) and steps >= 0):
-        raise ValueError(f"descend: steps must be an int >= 0, got {steps!r}.")
-    graph.check_states(xs)
-    xs = graph.fill_copies(xs)
-    movable = [n for n, l in graph.neurons.items() if not l.clamped and not l.is_fast]
-    fast = [n for n, l in graph.neurons.items() if l.is_fast]
-    for n in movable:
-        if rule == "leaky" and step_size > graph.neurons[n].tau:
-            raise ValueError(f"descend: step_size={step_size:g} exceeds tau={graph.neurons[n].tau:g} "
-                             f"of neuron {n!r}; the leaky Euler step overshoots (use "
-                             f"step_size <= tau).")
+    xs, movable, fast = check_descent_args("descend", graph, xs, steps, step_size, rule)
     stats = DescentStats()
 
     def log(cur):
