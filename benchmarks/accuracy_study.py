@@ -33,6 +33,17 @@ PAIRS = [("imixer_tiny", "mixer_tiny"), ("imixer_k2_tiny", "mixer_tiny"),
          ("imixer_tied_tiny", "mixer_tied_tiny")]
 
 
+def settings_record(args) -> dict:
+    """The run's settings for the results JSON; paths relative to the repository, so the file
+    names no machine's folders."""
+    def show(v):
+        if not isinstance(v, Path):
+            return v
+        return str(v.relative_to(ROOT)) if v.is_absolute() and v.is_relative_to(ROOT) else str(v)
+
+    return {k: show(v) for k, v in vars(args).items()}
+
+
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """``(mean, half_width)`` of the Student-t confidence interval (half-width NaN if n < 2)."""
     from scipy import stats
@@ -97,7 +108,7 @@ def main(argv=None) -> int:
                for m, v in acc.items()}
     comparisons = {f"{a} - {b}": paired(acc[a], acc[b]) for a, b in PAIRS
                    if a in acc and b in acc}
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    record = {"settings": settings_record(args),
               "summary": summary, "paired": comparisons, "runs": runs}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")

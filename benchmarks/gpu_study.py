@@ -23,7 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.accuracy_study import MODELS, PAIRS, paired, t_interval  # noqa: E402
+from benchmarks.accuracy_study import (  # noqa: E402
+    MODELS,
+    PAIRS,
+    paired,
+    settings_record,
+    t_interval,
+)
 
 EXTRA = {"et_tiny"}
 
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
     params = {m: sum(p.numel() for p in create_model(m).parameters()) for m in args.models}
     secs = {m: max(sum(h.get("epoch_time_s", 0) for h in read_metrics(args.runs / f"{m}-s{s}"))
                    for s in args.seeds) for m in args.models}
-    record = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    record = {"settings": settings_record(args),
               "gpu": gpu, "wall_s": wall, "summary": summary, "paired": comparisons,
               "params": params, "runs": runs}
     args.results.mkdir(parents=True, exist_ok=True)
