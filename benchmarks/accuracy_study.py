@@ -44,6 +44,22 @@ def settings_record(args) -> dict:
     return {k: show(v) for k, v in vars(args).items()}
 
 
+def machine_line(args) -> str:
+    """Where the numbers came from: the device, torch version, threads and precision."""
+    import os
+
+    import torch
+
+    from hopfield.trainutil import amp_dtype, resolve_device
+
+    device = resolve_device(args.device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads per run")
+    dtype = amp_dtype(args.amp, device)
+    return (f"{where}; torch {torch.__version__}; "
+            f"{'float32' if dtype is None else 'autocast ' + str(dtype).removeprefix('torch.')}")
+
+
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """``(mean, half_width)`` of the Student-t confidence interval (half-width NaN if n < 2)."""
     from scipy import stats
@@ -99,12 +115,18 @@ def main(argv=None) -> int:
                            max_eval_samples=args.max_eval_samples, quiet=True,
                            model_kwargs={"depth": 1, "dim": 32} if args.smoke else {})
             final = result.final
-            runs[f"{model}/{seed}"] = {"model": model, "seed": seed, **final}
+            params = sum(p.numel() for p in result.model.parameters())
+            wall = sum(row.get("epoch_time_s", 0.0) for row in result.history)
+            runs[f"{model}/{seed}"] = {"model": model, "seed": seed, "params": params,
+                                       "train_s": wall, **final}
             print(f"{model:18s} seed {seed}: test acc {final['test_acc']:.4f} "
                   f"({final['images_per_s']:.0f} img/s)", flush=True)
 
     acc = {m: [runs[f"{m}/{s}"]["test_acc"] for s in args.seeds] for m in args.models}
-    summary = {m: dict(zip(("mean", "ci95_half_width"), t_interval(v), strict=True), values=v)
+    summary = {m: dict(zip(("mean", "ci95_half_width"), t_interval(v), strict=True), values=v,
+                       params=runs[f"{m}/{args.seeds[0]}"]["params"],
+                       train_s_median=statistics.median(runs[f"{m}/{s}"]["train_s"]
+                                                        for s in args.seeds))
                for m, v in acc.items()}
     comparisons = {f"{a} - {b}": paired(acc[a], acc[b]) for a, b in PAIRS
                    if a in acc and b in acc}
@@ -117,16 +139,19 @@ def main(argv=None) -> int:
              f"Final test accuracy, mean ± 95 % t-interval over {len(args.seeds)} seeds. "
              f"Command: `python benchmarks/accuracy_study.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-             "| model | mean acc | ± 95 % CI | per seed |", "| --- | --- | --- | --- |"]
+             "| model | params | epochs | mean acc | ± 95 % CI | per seed | train s (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, s in summary.items():
-        lines.append(f"| {m} | {s['mean']:.4f} | {s['ci95_half_width']:.4f} | "
-                     f"{', '.join(f'{v:.4f}' for v in s['values'])} |")
+        lines.append(f"| {m} | {s['params']:,} | {args.epochs} | {s['mean']:.4f} | "
+                     f"{s['ci95_half_width']:.4f} | {', '.join(f'{v:.4f}' for v in s['values'])} "
+                     f"| {s['train_s_median']:.0f} |")
     lines += ["", "Paired over seeds (difference of accuracies, paired t-test):", "",
               "| comparison | mean diff | ± 95 % CI | p | wins |",
               "| --- | --- | --- | --- | --- |"]
     for name, c in comparisons.items():
         lines.append(f"| {name} | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | "
                      f"{c['p_value']:.3g} | {c['wins']}/{c['n']} |")
+    lines += ["", f"Machine: {machine_line(args)}."]
     (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

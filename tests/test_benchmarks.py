@@ -1,0 +1,53 @@
+"""The accuracy study's statistics and its smoke run (the numbers the docs quote come from it)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import accuracy_study  # noqa: E402
+
+
+def test_t_interval_matches_the_student_t_formula():
+    mean, half = accuracy_study.t_interval([0.80, 0.82, 0.84])
+    assert mean == pytest.approx(0.82)
+    # s = 0.02, t(0.975, 2) = 4.302652729911275, n = 3
+    assert half == pytest.approx(4.302652729911275 * 0.02 / math.sqrt(3), rel=1e-9)
+    assert math.isnan(accuracy_study.t_interval([0.5])[1])
+
+
+def test_paired_comparison_counts_wins_and_tests_the_differences():
+    c = accuracy_study.paired([0.83, 0.85, 0.86], [0.82, 0.84, 0.87])
+    assert c["n"] == 3 and c["wins"] == 2
+    assert c["mean_diff"] == pytest.approx(1 / 300)
+    from scipy import stats
+
+    assert c["p_value"] == pytest.approx(stats.ttest_rel([0.83, 0.85, 0.86],
+                                                         [0.82, 0.84, 0.87]).pvalue)
+    same = accuracy_study.paired([0.5, 0.6], [0.4, 0.5])  # constant difference: no t statistic
+    assert same["mean_diff"] == pytest.approx(0.1) and math.isnan(same["p_value"])
+
+
+def test_smoke_study_writes_tables_with_params_and_time(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--smoke",
+           "--epochs", "1", "--max-train-samples", "128", "--max-eval-samples", "128",
+           "--models", "mixer_tiny", "imixer_tiny", "--seeds", "0", "1", "--device", "cpu",
+           "--runs", str(tmp_path / "runs"), "--results", str(tmp_path), "--name", "smoke"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    record = json.loads((tmp_path / "smoke.json").read_text())
+    assert set(record["summary"]) == {"mixer_tiny", "imixer_tiny"}
+    mixer = record["summary"]["mixer_tiny"]
+    assert len(mixer["values"]) == 2 and all(0.0 <= v <= 1.0 for v in mixer["values"])
+    assert mixer["params"] > 0 and mixer["train_s_median"] > 0
+    assert "imixer_tiny - mixer_tiny" in record["paired"]
+    md = (tmp_path / "smoke.md").read_text()
+    assert "| params |" in md and "Machine: CPU" in md and "float32" in md
+    # Finished runs are reused, not retrained: a second call gives the same accuracies.
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    again = json.loads((tmp_path / "smoke.json").read_text())
+    assert again["summary"]["mixer_tiny"]["values"] == mixer["values"]
