@@ -51,3 +51,25 @@ def test_smoke_study_writes_tables_with_params_and_time(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     again = json.loads((tmp_path / "smoke.json").read_text())
     assert again["summary"]["mixer_tiny"]["values"] == mixer["values"]
+
+
+def test_curves_table_averages_seeds_and_marks_unfinished_runs(tmp_path):
+    import curves_table
+
+    def run(name, accs):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"epoch": i + 1, "test_acc": a, "epoch_time_s": 10.0} for i, a in enumerate(accs)]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return f"m={folder}"
+
+    out = tmp_path / "res"
+    curves_table.main(["--name", "c", "--results", str(out), "--run", run("a", [0.5, 0.7]),
+                       "--run", run("b", [0.6])])
+    table = json.loads((out / "c.json").read_text())["m"]
+    assert table["epochs"][0]["mean_test_acc"] == pytest.approx(0.55)
+    assert table["epochs"][1] == {"epoch": 2, "n": 1, "mean_test_acc": 0.7, "values": [0.7]}
+    md = (out / "c.md").read_text()
+    assert "| 1 | 0.5500 |" in md and "| 2 | 0.7000 (1/2) |" in md
+    with pytest.raises(SystemExit, match="metrics.jsonl"):
+        curves_table.main(["--name", "x", "--results", str(out), "--run", f"m={tmp_path}"])

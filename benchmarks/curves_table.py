@@ -1,0 +1,95 @@
+"""Test accuracy per epoch, read from the ``metrics.jsonl`` of finished or running runs.
+
+Each ``--run LABEL=FOLDER`` adds one run folder; give the same label several times (one folder
+per seed) and the table shows the mean over those runs at each epoch, with the number of runs
+that reached it. Epoch times are summarised as the median seconds per epoch.
+
+Usage:
+    python benchmarks/curves_table.py --name fashion_mnist_cpu_8ep_seed0 \\
+        --run mixer_tiny=runs/cpu_long/mixer_tiny --run imixer_tiny=runs/cpu_long/imixer_tiny
+
+Writes ``benchmarks/results/<name>.{md,json}`` (paths in them relative to the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no metrics.jsonl; pass a run folder written by hopfield train.")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
+    ap.add_argument("--name", required=True, help="results file stem")
+    ap.add_argument("--title", default="Test accuracy per epoch")
+    ap.add_argument("--note", default="", help="a paragraph under the title (command, machine)")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+
+    groups: dict[str, list[Path]] = {}
+    for spec in args.run:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label or not folder:
+            raise SystemExit(f"--run {spec!r}: expected LABEL=FOLDER.")
+        groups.setdefault(label, []).append(Path(folder))
+    histories = {label: [read_metrics(f) for f in folders] for label, folders in groups.items()}
+    n_epochs = max(len(h) for runs in histories.values() for h in runs)
+
+    table = {}
+    for label, runs in histories.items():
+        per_epoch = []
+        for e in range(n_epochs):
+            accs = [h[e]["test_acc"] for h in runs if len(h) > e]
+            per_epoch.append({"epoch": e + 1, "n": len(accs),
+                              "mean_test_acc": statistics.fmean(accs) if accs else None,
+                              "values": accs})
+        times = [row["epoch_time_s"] for h in runs for row in h if "epoch_time_s" in row]
+        table[label] = {"runs": [relative(f) for f in groups[label]], "epochs": per_epoch,
+                        "median_epoch_s": statistics.median(times) if times else None}
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.name}.json").write_text(json.dumps(table, indent=2) + "\n")
+    seeds = {label: len(runs) for label, runs in histories.items()}
+    lines = [f"# {args.title}", ""]
+    if args.note:
+        lines += [args.note, ""]
+    header = " | ".join(f"{label}" + (f" (mean of {seeds[label]})" if seeds[label] > 1 else "")
+                        for label in table)
+    lines += [f"| epoch | {header} |", "|---|" + "---|" * len(table)]
+    for e in range(n_epochs):
+        cells = []
+        for label, t in table.items():
+            row = t["epochs"][e]
+            if row["n"] == 0:
+                cells.append("–")
+            else:
+                partial = f" ({row['n']}/{seeds[label]})" if row["n"] < seeds[label] else ""
+                cells.append(f"{row['mean_test_acc']:.4f}{partial}")
+        lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    lines += ["", "Median seconds per epoch: " + ", ".join(
+        f"{label} {t['median_epoch_s']:.0f}" for label, t in table.items()
+        if t["median_epoch_s"] is not None) + "."]
+    (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
