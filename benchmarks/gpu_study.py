@@ -5,7 +5,9 @@ over seeds, paired comparisons iMixer vs Mixer.
 
 A ``--deadline`` (seconds) stops runs still going at that time; they are reported as unfinished
 (their last epoch is shown but excluded from the statistics), so a lent machine's time limit
-never loses the finished runs.
+never loses the finished runs. Every run is launched with ``--resume``: calling the script
+again with the same ``--runs`` folder reuses finished runs and continues stopped ones from their
+last checkpoint, so a long schedule can be spread over several time-limited calls.
 
 Usage:
     python benchmarks/gpu_study.py --data-dir .gpu/fashion-mnist --epochs 20 --deadline 400
@@ -39,7 +41,7 @@ def launch(model, seed, args, out: Path):
     cmd = [sys.executable, "-m", "hopfield", "train", "--model", model, "--seed", str(seed),
            "--epochs", str(args.epochs), "--dataset", args.dataset, "--batch-size",
            str(args.batch_size), "--lr", str(args.lr), "--device", args.device, "--amp", args.amp,
-           "--out", str(out), "--quiet", "--no-plot"]
+           "--out", str(out), "--quiet", "--no-plot", "--resume"]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
