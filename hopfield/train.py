@@ -42,6 +42,7 @@ from .models import create_model
 from .trainutil import (
     ModelEma,
     amp_dtype,
+    cpu_has_native_bf16,
     distributed_setup,
     evaluate,
     gather,
@@ -196,6 +197,9 @@ class Trainer:
         self._log(f"{'resumed' if resumed else 'training'} {cfg.model} on {cfg.dataset} "
                   f"({len(train_set)} train / {len(test_set)} test images, device {self.device}, "
                   f"amp {self.amp_dtype}, world size {self.world_size}) -> {self.out}")
+        if self.device.type == "cpu" and cfg.amp == "auto" and cpu_has_native_bf16():
+            self._log("hint: this CPU has native bf16 matrix units; --amp bf16 trains the MLP "
+                      "families about twice as fast (float32 is kept unless you ask)")
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.train_loader.dataset.image_shape

@@ -13,8 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["resolve_device", "amp_dtype", "distributed_setup", "gather", "param_groups",
-           "warmup_cosine", "ModelEma", "evaluate", "write_curves"]
+__all__ = ["resolve_device", "amp_dtype", "cpu_has_native_bf16", "distributed_setup", "gather",
+           "param_groups", "warmup_cosine", "ModelEma", "evaluate", "write_curves"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -40,6 +40,17 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or --amp off on "
                          f"{device.type}.")
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), where
+    ``--amp bf16`` roughly halves the step time of the MLP families (``benchmarks/cpu_amp.py``)."""
+    try:
+        import torch.cpu as tcpu
+
+        return bool(tcpu._is_avx512_bf16_supported() or tcpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # older torch or a non-x86 build: say nothing
+        return False
 
 
 def distributed_setup(device: torch.device) -> tuple[int, int, torch.device]:

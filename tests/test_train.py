@@ -173,6 +173,24 @@ def test_bf16_autocast_step_on_cpu(model, tmp_path):
     assert torch.isfinite(trainer.train_step(x, y))
 
 
+@pytest.mark.parametrize(("native", "amp", "hinted"),
+                         [(True, "auto", True), (True, "off", False), (False, "auto", False)])
+def test_cpu_bf16_hint_only_where_it_helps(native, amp, hinted, tmp_path, monkeypatch, capsys):
+    import hopfield.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    Trainer(TrainConfig(model="mixer_tiny", amp=amp, device="cpu", batch_size=4,
+                        max_train_samples=4, max_eval_samples=4, out=str(tmp_path),
+                        model_kwargs={"depth": 1, "dim": 32}))
+    assert ("--amp bf16" in capsys.readouterr().out) == hinted
+
+
+def test_cpu_bf16_probe_answers_a_bool():
+    from hopfield.trainutil import cpu_has_native_bf16
+
+    assert isinstance(cpu_has_native_bf16(), bool)
+
+
 # ---------------------------------------------------------------------------- GPU
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
