@@ -54,10 +54,23 @@ def machine_line(args) -> str:
 
     device = resolve_device(args.device)
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads per run")
+             else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} thread(s) per run")
     dtype = amp_dtype(args.amp, device)
     return (f"{where}; torch {torch.__version__}; "
             f"{'float32' if dtype is None else 'autocast ' + str(dtype).removeprefix('torch.')}")
+
+
+def command_args(argv: list[str]) -> list[str]:
+    """The command line as the table quotes it: without the ``--note`` paragraph."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            out.append(a)
+    return out
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -100,6 +113,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="accuracy", help="results file stem")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--smoke", action="store_true", help="depth-1, width-32 models (CI speed)")
+    ap.add_argument("--note", default="", help="a paragraph appended to the markdown table "
+                    "(how the runs were scheduled, what shared the machine)")
     args = ap.parse_args(argv)
 
     runs = {}
@@ -138,7 +153,7 @@ def main(argv=None) -> int:
     lines = [f"# Accuracy study: {args.dataset}, {args.epochs} epochs, seeds {args.seeds}", "",
              f"Final test accuracy, mean ± 95 % t-interval over {len(args.seeds)} seeds. "
              f"Command: `python benchmarks/accuracy_study.py "
-             f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"{' '.join(command_args(argv if argv is not None else sys.argv[1:]))}`", "",
              "| model | params | epochs | mean acc | ± 95 % CI | per seed | train s (median) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for m, s in summary.items():
@@ -151,7 +166,7 @@ def main(argv=None) -> int:
     for name, c in comparisons.items():
         lines.append(f"| {name} | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | "
                      f"{c['p_value']:.3g} | {c['wins']}/{c['n']} |")
-    lines += ["", f"Machine: {machine_line(args)}."]
+    lines += ["", f"Machine: {machine_line(args)}."] + (["", args.note] if args.note else [])
     (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -73,3 +73,8 @@ def test_curves_table_averages_seeds_and_marks_unfinished_runs(tmp_path):
     assert "| 1 | 0.5500 |" in md and "| 2 | 0.7000 (1/2) |" in md
     with pytest.raises(SystemExit, match="metrics.jsonl"):
         curves_table.main(["--name", "x", "--results", str(out), "--run", f"m={tmp_path}"])
+
+
+def test_quoted_command_leaves_the_note_out():
+    argv = ["--epochs", "2", "--note", "two processes, one thread each", "--note=x", "--smoke"]
+    assert accuracy_study.command_args(argv) == ["--epochs", "2", "--smoke"]
