@@ -33,6 +33,14 @@ PAIRS = [("imixer_tiny", "mixer_tiny"), ("imixer_k2_tiny", "mixer_tiny"),
          ("imixer_tied_tiny", "mixer_tied_tiny")]
 
 
+def read_metrics(out: Path) -> list[dict]:
+    """The per-epoch rows of a run folder's ``metrics.jsonl`` (empty if it has none yet)."""
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def settings_record(args) -> dict:
     """The run's settings for the results JSON; paths relative to the repository, so the file
     names no machine's folders."""

@@ -20,13 +20,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.accuracy_study import read_metrics  # noqa: E402
 
 
-def read_metrics(folder: Path) -> list[dict]:
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no metrics.jsonl; pass a run folder written by hopfield train.")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def run_history(folder: Path) -> list[dict]:
+    """``read_metrics``, but a folder without ``metrics.jsonl`` is an error here."""
+    if not (folder / "metrics.jsonl").is_file():
+        raise SystemExit(f"{folder / 'metrics.jsonl'}: no metrics.jsonl; pass a run folder "
+                         f"written by hopfield train.")
+    return read_metrics(folder)
 
 
 def relative(path: Path) -> str:
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
         if not sep or not label or not folder:
             raise SystemExit(f"--run {spec!r}: expected LABEL=FOLDER.")
         groups.setdefault(label, []).append(Path(folder))
-    histories = {label: [read_metrics(f) for f in folders] for label, folders in groups.items()}
+    histories = {label: [run_history(f) for f in folders] for label, folders in groups.items()}
     n_epochs = max(len(h) for runs in histories.values() for h in runs)
 
     table = {}

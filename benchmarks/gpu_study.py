@@ -29,6 +29,7 @@ from benchmarks.accuracy_study import (  # noqa: E402
     MODELS,
     PAIRS,
     paired,
+    read_metrics,
     settings_record,
     t_interval,
 )
@@ -47,13 +48,6 @@ def launch(model, seed, args, out: Path):
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
-
-
-def read_metrics(out: Path) -> list[dict]:
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def main(argv=None) -> int:
