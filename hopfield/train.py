@@ -219,7 +219,7 @@ class Trainer:
         if cfg.resume == "auto" and not path.exists():
             self._log(f"--resume: no checkpoint at {path} yet; starting from scratch")
             return False
-        state = ckpt.load_checkpoint(path, map_location=self.device)
+        state = ckpt.load_checkpoint(path, map_location="cpu")
         saved = state["config"]
         diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
                 if k not in _RESUMABLE_CHANGES and saved.get(k) != v}

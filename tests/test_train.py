@@ -218,3 +218,36 @@ def test_gpu_short_run_and_resume(tmp_path):
     assert result.final["test_acc"] >= 0 and (tmp_path / "model.safetensors").exists()
     state = ckpt.load_checkpoint(tmp_path / "last.pt", map_location="cuda")
     assert state["model"]["head.weight"].is_cuda
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Resuming a CUDA run: the checkpoint's RNG states are host tensors wherever the run was."""
+    cfg = dict(TINY, device="cuda", amp="off", deterministic=True)
+    reference = train(cfg, out=str(tmp_path / "reference"))
+    monkeypatch.setenv(ckpt.FAULT_ENV, "step@7:raise")  # crash during epoch 2
+    with pytest.raises(ckpt.FaultInjected):
+        train(cfg, out=str(tmp_path / "run"), save_every=3)
+    monkeypatch.delenv(ckpt.FAULT_ENV)
+    resumed = train(cfg, out=str(tmp_path / "run"), save_every=3, resume="auto")
+    for a, b in zip(metrics(resumed.history), metrics(reference.history), strict=True):
+        assert a.keys() == b.keys()
+        assert all(a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6) for k in a)
+    expected = reference.model.state_dict()
+    for k, v in resumed.model.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.gpu
+@cuda
+def test_checkpoint_moves_between_cpu_and_cuda(tmp_path):
+    cfg = dict(TINY, epochs=2)
+    with pytest.raises(ckpt.FaultInjected):
+        os.environ[ckpt.FAULT_ENV] = "step@5:raise"
+        try:
+            train(cfg, out=str(tmp_path), device="cpu")
+        finally:
+            del os.environ[ckpt.FAULT_ENV]
+    resumed = train(cfg, out=str(tmp_path), device="cuda", resume="auto")
+    assert len(resumed.history) == 2 and next(resumed.model.parameters()).is_cuda
