@@ -45,6 +45,11 @@ def launch(model, seed, args, out: Path):
            "--out", str(out), "--quiet", "--no-plot", "--resume"]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
+    if args.crop_padding is not None:
+        cmd += ["--crop-padding", str(args.crop_padding)]
+    for flag in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, flag):
+            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
@@ -61,6 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", default="bf16")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--crop-padding", type=int, default=None,
+                    help="random-crop translation in pixels (default: the trainer's, image size / 8)")
+    ap.add_argument("--max-train-samples", type=int)
+    ap.add_argument("--max-eval-samples", type=int)
     ap.add_argument("--deadline", type=float, default=None, help="seconds; stop what still runs")
     ap.add_argument("--runs", type=Path, default=Path("runs/gpu_study"))
     ap.add_argument("--name", default="fashion_mnist_gpu")
