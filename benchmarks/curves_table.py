@@ -8,7 +8,9 @@ Usage:
     python benchmarks/curves_table.py --name fashion_mnist_cpu_8ep_seed0 \\
         --run mixer_tiny=runs/cpu_long/mixer_tiny --run imixer_tiny=runs/cpu_long/imixer_tiny
 
-Writes ``benchmarks/results/<name>.{md,json}`` (paths in them relative to the repository).
+Writes ``benchmarks/results/<name>.{md,json}`` (paths in them relative to the repository);
+``--plot FILE.png`` also draws the curves (mean over a label's runs, shaded between its lowest
+and highest run where there are several).
 """
 
 from __future__ import annotations
@@ -37,6 +39,35 @@ def relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
+def plot_curves(table: dict, title: str, path: Path, ymin: float | None = None) -> None:
+    """Mean test accuracy per epoch for every label; a band spans the runs where there are
+    several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for label, t in table.items():
+        rows = [r for r in t["epochs"] if r["n"]]
+        epochs = [r["epoch"] for r in rows]
+        line, = ax.plot(epochs, [r["mean_test_acc"] for r in rows], lw=1.6,
+                        label=label + (f" ({len(t['runs'])} runs)" if len(t["runs"]) > 1 else ""))
+        if len(t["runs"]) > 1:
+            ax.fill_between(epochs, [min(r["values"]) for r in rows],
+                            [max(r["values"]) for r in rows], color=line.get_color(), alpha=0.2,
+                            lw=0)
+    ax.set(xlabel="epoch", ylabel="test accuracy", title=title)
+    if ymin is not None:
+        ax.set_ylim(bottom=ymin)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER")
@@ -44,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--title", default="Test accuracy per epoch")
     ap.add_argument("--note", default="", help="a paragraph under the title (command, machine)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--plot", type=Path, help="also write the curves as this PNG")
+    ap.add_argument("--ymin", type=float, default=None, help="lower end of the plot's y axis")
     args = ap.parse_args(argv)
 
     groups: dict[str, list[Path]] = {}
@@ -90,6 +123,8 @@ def main(argv=None) -> int:
         f"{label} {t['median_epoch_s']:.0f}" for label, t in table.items()
         if t["median_epoch_s"] is not None) + "."]
     (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    if args.plot:
+        plot_curves(table, args.title, args.plot, ymin=args.ymin)
     print("\n".join(lines))
     return 0
 

@@ -80,7 +80,8 @@ def test_curves_table_averages_seeds_and_marks_unfinished_runs(tmp_path):
 
     out = tmp_path / "res"
     curves_table.main(["--name", "c", "--results", str(out), "--run", run("a", [0.5, 0.7]),
-                       "--run", run("b", [0.6])])
+                       "--run", run("b", [0.6]), "--plot", str(out / "c.png")])
+    assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = json.loads((out / "c.json").read_text())["m"]
     assert table["epochs"][0]["mean_test_acc"] == pytest.approx(0.55)
     assert table["epochs"][1] == {"epoch": 2, "n": 1, "mean_test_acc": 0.7, "values": [0.7]}
