@@ -45,10 +45,8 @@ def launch(model, seed, args, out: Path):
            "--out", str(out), "--quiet", "--no-plot", "--resume"]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    if args.crop_padding is not None:
-        cmd += ["--crop-padding", str(args.crop_padding)]
-    for flag in ("max_train_samples", "max_eval_samples"):
-        if getattr(args, flag):
+    for flag in ("crop_padding", "max_train_samples", "max_eval_samples"):  # trainer defaults
+        if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -33,11 +33,16 @@ def test_paired_comparison_counts_wins_and_tests_the_differences():
     assert same["mean_diff"] == pytest.approx(0.1) and math.isnan(same["p_value"])
 
 
+def smoke_study(tmp_path, name, *args):
+    """The command line of a one-epoch smoke study on the CPU writing into ``tmp_path``."""
+    return [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--smoke",
+            "--epochs", "1", "--device", "cpu", "--runs", str(tmp_path / "runs"),
+            "--results", str(tmp_path), "--name", name, *args]
+
+
 def test_smoke_study_writes_tables_with_params_and_time(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--smoke",
-           "--epochs", "1", "--max-train-samples", "128", "--max-eval-samples", "128",
-           "--models", "mixer_tiny", "imixer_tiny", "--seeds", "0", "1", "--device", "cpu",
-           "--runs", str(tmp_path / "runs"), "--results", str(tmp_path), "--name", "smoke"]
+    cmd = smoke_study(tmp_path, "smoke", "--max-train-samples", "128", "--max-eval-samples", "128",
+                      "--models", "mixer_tiny", "imixer_tiny", "--seeds", "0", "1")
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     record = json.loads((tmp_path / "smoke.json").read_text())
     assert set(record["summary"]) == {"mixer_tiny", "imixer_tiny"}
@@ -55,10 +60,8 @@ def test_smoke_study_writes_tables_with_params_and_time(tmp_path):
 
 
 def test_study_forwards_crop_padding_and_keeps_its_runs_apart(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "accuracy_study.py"), "--smoke",
-           "--epochs", "1", "--max-train-samples", "32", "--max-eval-samples", "32",
-           "--models", "mixer_tiny", "--seeds", "0", "--device", "cpu", "--crop-padding", "1",
-           "--runs", str(tmp_path / "runs"), "--results", str(tmp_path), "--name", "crop"]
+    cmd = smoke_study(tmp_path, "crop", "--max-train-samples", "32", "--max-eval-samples", "32",
+                      "--models", "mixer_tiny", "--seeds", "0", "--crop-padding", "1")
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     (run,) = (tmp_path / "runs").glob("*/mixer_tiny-s0")
     assert run.parent.name == "bundled-e1-n32-c1-smoke"  # not reused by a default-crop study

@@ -241,13 +241,10 @@ def test_gpu_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
 
 @pytest.mark.gpu
 @cuda
-def test_checkpoint_moves_between_cpu_and_cuda(tmp_path):
-    cfg = dict(TINY, epochs=2)
+def test_checkpoint_moves_between_cpu_and_cuda(tmp_path, monkeypatch):
+    monkeypatch.setenv(ckpt.FAULT_ENV, "step@5:raise")  # crash during epoch 2, on the CPU
     with pytest.raises(ckpt.FaultInjected):
-        os.environ[ckpt.FAULT_ENV] = "step@5:raise"
-        try:
-            train(cfg, out=str(tmp_path), device="cpu")
-        finally:
-            del os.environ[ckpt.FAULT_ENV]
-    resumed = train(cfg, out=str(tmp_path), device="cuda", resume="auto")
+        train(TINY, out=str(tmp_path), device="cpu")
+    monkeypatch.delenv(ckpt.FAULT_ENV)
+    resumed = train(TINY, out=str(tmp_path), device="cuda", resume="auto")
     assert len(resumed.history) == 2 and next(resumed.model.parameters()).is_cuda
