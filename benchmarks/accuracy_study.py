@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--crop-padding", type=int, default=None,
                     help="random-crop translation in pixels (default: the trainer's, image size / 8)")
+    ap.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
+                    help="random-erasing probability per training image (0: off)")
     ap.add_argument("--max-train-samples", type=int)
     ap.add_argument("--max-eval-samples", type=int)
     ap.add_argument("--runs", type=Path, default=Path("runs/accuracy_study"),
@@ -132,12 +134,13 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             tag = (f"{args.dataset}-e{args.epochs}"
                    + (f"-n{args.max_train_samples}" if args.max_train_samples else "")
-                   + (f"-c{args.crop_padding}" if args.crop_padding is not None else ""))
+                   + (f"-c{args.crop_padding}" if args.crop_padding is not None else "")
+                   + (f"-re{args.random_erasing:g}" if args.random_erasing else ""))
             out = args.runs / (tag + ("-smoke" if args.smoke else "")) / f"{model}-s{seed}"
             result = train(model=model, seed=seed, epochs=args.epochs, dataset=args.dataset,
                            data_dir=args.data_dir, device=args.device, amp=args.amp,
                            batch_size=args.batch_size, lr=args.lr, out=str(out), resume="auto",
-                           crop_padding=args.crop_padding,
+                           crop_padding=args.crop_padding, random_erasing=args.random_erasing,
                            max_train_samples=args.max_train_samples,
                            max_eval_samples=args.max_eval_samples, quiet=True,
                            model_kwargs={"depth": 1, "dim": 32} if args.smoke else {})

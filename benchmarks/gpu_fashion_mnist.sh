@@ -8,6 +8,7 @@
 #             (default: $HOPFIELD_DATA_DIR, else .gpu/fashion-mnist)
 # Environment (defaults): EPOCHS=30 SEEDS="0 1 2" BATCH_SIZE=128 LR=1e-3 AMP=auto
 #   CROP_PADDING (unset: the trainer's default, 3 px on 28x28; 1 gave +1.2 points at 30 epochs)
+#   RANDOM_ERASING (unset: off; a probability per image, e.g. 0.25)
 #   MODELS="mixer_tiny imixer_tiny imixer_k2_tiny vit_tiny mixer_tied_tiny imixer_tied_tiny"
 #   PYTHON (.venv/bin/python if present, else python3)  RUNS=runs/gpu_fashion_mnist
 # Interrupted? Run the same command again: finished runs are reused, unfinished ones resumed.
@@ -39,5 +40,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PYTHON" benchmarks/accuracy_study.py --dataset fashion_mnist --data-dir "$DATA_DIR" \
   --epochs "$EPOCHS" --seeds $SEEDS --models $MODELS --batch-size "$BATCH_SIZE" --lr "$LR" \
   --amp "$AMP" --device cuda --runs "$RUNS" --name fashion_mnist_gpu \
-  ${CROP_PADDING:+--crop-padding "$CROP_PADDING"}
+  ${CROP_PADDING:+--crop-padding "$CROP_PADDING"} \
+  ${RANDOM_ERASING:+--random-erasing "$RANDOM_ERASING"}
 echo "results: benchmarks/results/fashion_mnist_gpu.json and .md; runs under $RUNS"

@@ -45,7 +45,7 @@ def launch(model, seed, args, out: Path):
            "--out", str(out), "--quiet", "--no-plot", "--resume"]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    for flag in ("crop_padding", "max_train_samples", "max_eval_samples"):  # trainer defaults
+    for flag in ("crop_padding", "random_erasing", "max_train_samples", "max_eval_samples"):
         if getattr(args, flag) is not None:
             cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--crop-padding", type=int, default=None,
                     help="random-crop translation in pixels (default: the trainer's, image size / 8)")
+    ap.add_argument("--random-erasing", type=float, default=None, metavar="P",
+                    help="random-erasing probability per training image (default: off)")
     ap.add_argument("--max-train-samples", type=int)
     ap.add_argument("--max-eval-samples", type=int)
     ap.add_argument("--deadline", type=float, default=None, help="seconds; stop what still runs")

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "(default: image size / 8; 0 disables)")
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (default: on unless the dataset is digits)")
+    t.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
+                   help="random-erasing probability per image (Zhong et al. 2020; 0: off)")
     t.add_argument("--out", help="output folder (default: runs/<model>-<dataset>)")
     t.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or from <out>/last.pt when none is given")

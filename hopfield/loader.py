@@ -1,8 +1,8 @@
 """Mini-batches of an in-memory :class:`~hopfield.data.ImageDataset`, augmented with torch ops.
 
 The dataset stays a ``uint8`` tensor on the training device; every batch is gathered by index,
-augmented (random crop with zero padding, horizontal flip) and normalised there, so a GPU is
-never starved by a CPU data pipeline.
+augmented (random crop with zero padding, horizontal flip, random erasing) and normalised
+there, so a GPU is never starved by a CPU data pipeline.
 
 Randomness is *counter-based*: the shuffle of epoch ``e`` and the augmentation of batch ``b``
 come from generators seeded by ``(seed, e)`` and ``(seed, e, b, rank)``. The iterator's whole
@@ -45,23 +45,38 @@ class Transform:
     Augmentation (only when a generator is passed): random crop of the image zero-padded by
     ``crop_padding`` pixels on each side (a random translation by up to ``crop_padding``
     pixels), then a horizontal flip with probability ½ if ``hflip``. Normalisation:
-    $(x/255 - \mu_c)/\sigma_c$ per channel.
+    $(x/255 - \mu_c)/\sigma_c$ per channel. Last, *random erasing* (Zhong et al., AAAI 2020)
+    with probability ``erase_prob`` per image: a rectangle of area $s\,HW$,
+    $s \sim U[0.02, 1/3]$, and aspect ratio $r$, $\log r \sim U[\log 0.3, \log(1/0.3)]$, is
+    filled with $\mathcal N(0, 1)$ noise in normalised units (the paper's random values; timm's
+    "pixel" mode). Sides are clipped to the image, so the largest boxes are a little smaller
+    than the paper's rejection sampling would draw.
 
     Args:
         mean, std: per-channel statistics in ``[0, 1]`` units.
         crop_padding: translation range in pixels (0 disables the crop).
         hflip: flip horizontally; leave off where a flip changes the class (digits).
+        erase_prob: probability of random erasing per image (0 disables it).
+
+    The random draws happen in a fixed order (crop, flip, erasing) and only for the enabled
+    steps, so turning erasing on leaves the crops and flips of a seed unchanged.
     """
 
+    ERASE_AREA = (0.02, 1 / 3)
+    ERASE_RATIO = (0.3, 1 / 0.3)
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], *, crop_padding: int = 0,
-                 hflip: bool = False):
+                 hflip: bool = False, erase_prob: float = 0.0):
         if len(mean) != len(std) or min(std) <= 0:
             raise ValueError(f"mean and std need one entry per channel and std > 0, got "
                              f"mean={list(mean)}, std={list(std)}.")
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be ≥ 0, got {crop_padding}.")
+        if not 0 <= erase_prob <= 1:
+            raise ValueError(f"erase_prob is a probability in [0, 1], got {erase_prob}.")
         self.mean, self.std = list(mean), list(std)
         self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
+        self.erase_prob = float(erase_prob)
         self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -72,7 +87,31 @@ class Transform:
             scale = 1.0 / (torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255)
             self._constants[x.device] = (mean, scale)
         mean, scale = self._constants[x.device]
-        return (x.float() - mean) * scale
+        x = (x.float() - mean) * scale
+        if generator is not None and self.erase_prob > 0:
+            x = self._erase(x, generator)
+        return x
+
+    def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Random erasing of a normalised batch, all images at once (no per-image loop)."""
+        B, C, H, W = x.shape
+        dev = x.device
+        u = torch.rand(5, B, generator=g, device=dev)  # apply?, area, log-ratio, top, left
+        lo, hi = self.ERASE_AREA
+        area = (lo + (hi - lo) * u[1]) * (H * W)
+        lr0, lr1 = math.log(self.ERASE_RATIO[0]), math.log(self.ERASE_RATIO[1])
+        ratio = torch.exp(lr0 + (lr1 - lr0) * u[2])
+        h = torch.sqrt(area * ratio).round().clamp(1, H).long()
+        w = torch.sqrt(area / ratio).round().clamp(1, W).long()
+        top = (u[3] * (H - h + 1)).long()
+        left = (u[4] * (W - w + 1)).long()
+        rows = torch.arange(H, device=dev)[None, :]
+        cols = torch.arange(W, device=dev)[None, :]
+        in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (B, H)
+        in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (B, W)
+        box = in_rows[:, :, None] & in_cols[:, None, :] & (u[0] < self.erase_prob)[:, None, None]
+        noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
+        return torch.where(box[:, None], noise, x)
 
     def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -93,7 +132,7 @@ class Transform:
 
     def __repr__(self):
         return (f"Transform(mean={self.mean}, std={self.std}, crop_padding={self.crop_padding}, "
-                f"hflip={self.hflip})")
+                f"hflip={self.hflip}, erase_prob={self.erase_prob})")
 
 
 class BatchLoader:

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,7 @@ class TrainConfig:
     amp: str = "auto"
     crop_padding: int | None = None
     hflip: bool | None = None
+    random_erasing: float = 0.0
     out: str | None = None
     resume: str | None = None
     seed: int = 0
@@ -112,6 +113,8 @@ class TrainConfig:
         checks += [(name, value, 0 <= value < 1, "in [0, 1)") for name, value in (
             ("label_smoothing", self.label_smoothing), ("drop_path", self.drop_path),
             ("ema", self.ema))]
+        checks.append(("random_erasing", self.random_erasing, 0 <= self.random_erasing <= 1,
+                       "a probability in [0, 1]"))
         checks.append(("clip_grad", self.clip_grad, self.clip_grad is None or self.clip_grad > 0,
                        "> 0 or None (no clipping)"))
         for name, value, ok, expected in checks:
@@ -171,7 +174,9 @@ class Trainer:
         shard = dict(seed=cfg.seed, rank=self.rank, world_size=self.world_size)
         self.train_loader = BatchLoader(train_set.to(self.device), cfg.batch_size, shuffle=True,
                                         transform=Transform(self.mean, self.std, crop_padding=pad,
-                                                            hflip=hflip), **shard)
+                                                            hflip=hflip,
+                                                            erase_prob=cfg.random_erasing),
+                                        **shard)
         self.test_loader = BatchLoader(test_set.to(self.device), cfg.batch_size,
                                        transform=Transform(self.mean, self.std), **shard)
 
@@ -221,8 +226,11 @@ class Trainer:
             return False
         state = ckpt.load_checkpoint(path, map_location="cpu")
         saved = state["config"]
-        diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
-                if k not in _RESUMABLE_CHANGES and saved.get(k) != v}
+        # a setting added after the checkpoint was written counts as its default
+        defaults = {f.name: f.default_factory() if f.default is MISSING else f.default
+                    for f in fields(TrainConfig)}
+        diff = {k: (saved.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
+                if k not in _RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v}
         if diff:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"cannot resume {path} with different settings ({detail}); use the "

@@ -59,16 +59,18 @@ def test_smoke_study_writes_tables_with_params_and_time(tmp_path):
     assert record["settings"]["crop_padding"] is None
 
 
-def test_study_forwards_crop_padding_and_keeps_its_runs_apart(tmp_path):
+def test_study_forwards_augmentation_and_keeps_its_runs_apart(tmp_path):
     cmd = smoke_study(tmp_path, "crop", "--max-train-samples", "32", "--max-eval-samples", "32",
-                      "--models", "mixer_tiny", "--seeds", "0", "--crop-padding", "1")
+                      "--models", "mixer_tiny", "--seeds", "0", "--crop-padding", "1",
+                      "--random-erasing", "0.25")
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     (run,) = (tmp_path / "runs").glob("*/mixer_tiny-s0")
-    assert run.parent.name == "bundled-e1-n32-c1-smoke"  # not reused by a default-crop study
+    assert run.parent.name == "bundled-e1-n32-c1-re0.25-smoke"  # not reused by a default study
     from hopfield import checkpoint as ckpt
 
-    assert ckpt.load_checkpoint(run / "last.pt")["config"]["crop_padding"] == 1
-    assert "--crop-padding 1" in (tmp_path / "crop.md").read_text()
+    config = ckpt.load_checkpoint(run / "last.pt")["config"]
+    assert config["crop_padding"] == 1 and config["random_erasing"] == 0.25
+    assert "--crop-padding 1 --random-erasing 0.25" in (tmp_path / "crop.md").read_text()
 
 
 def test_curves_table_averages_seeds_and_marks_unfinished_runs(tmp_path):
@@ -104,7 +106,7 @@ def test_gpu_study_launcher_runs_resumes_and_reports(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_study.py"), "--device", "cpu",
            "--amp", "off", "--dataset", "bundled", "--epochs", "1", "--max-train-samples", "64",
            "--max-eval-samples", "32", "--batch-size", "32", "--crop-padding", "0",
-           "--models", "mixer_tiny", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
+           "--random-erasing", "0.5", "--models", "mixer_tiny", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"),
            "--results", str(tmp_path), "--name", "launch"]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     record = json.loads((tmp_path / "launch.json").read_text())
@@ -115,6 +117,7 @@ def test_gpu_study_launcher_runs_resumes_and_reports(tmp_path):
 
     config = ckpt.load_checkpoint(tmp_path / "runs" / "mixer_tiny-s1" / "last.pt")["config"]
     assert config["crop_padding"] == 0 and config["max_train_samples"] == 64
+    assert config["random_erasing"] == 0.5
     # a second call resumes the finished runs (nothing to train) and reports the same numbers
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     again = json.loads((tmp_path / "launch.json").read_text())

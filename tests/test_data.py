@@ -273,6 +273,38 @@ def test_transform_crop_is_a_translation_and_flip_mirrors():
         Transform([0.5], [0.0])
 
 
+def test_random_erasing_fills_one_box_per_erased_image_with_noise():
+    x = torch.full((4000, 1, 28, 28), 128, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    tf = Transform([128 / 255], [0.5], erase_prob=0.5)  # the unerased image normalises to 0
+    out = tf(x, g)
+    erased = out != 0
+    per_image = erased.flatten(1).float().mean(1)
+    hit = per_image > 0
+    assert abs(hit.float().mean().item() - 0.5) < 0.03  # erase_prob
+    # area fraction ~ U[0.02, 1/3] (mean 0.177), a little less where sides are clipped
+    assert 0.15 < per_image[hit].mean().item() < 0.19 and per_image.max() <= 1 / 3 + 0.02
+    for img in erased[hit][:200, 0]:  # the erased pixels form one axis-aligned rectangle
+        rows, cols = img.any(1).nonzero(), img.any(0).nonzero()
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert img.sum() >= 0.99 * h * w  # N(0,1) noise is 0 with probability ~0
+    noise = out[erased]
+    assert abs(noise.mean().item()) < 0.01 and abs(noise.std().item() - 1) < 0.01
+    assert torch.equal(tf(x), torch.zeros_like(out))  # evaluation: no generator, no erasing
+    with pytest.raises(ValueError, match="erase_prob is a probability"):
+        Transform([0.5], [0.5], erase_prob=1.5)
+
+
+def test_random_erasing_keeps_the_crops_and_flips_of_a_seed():
+    x = torch.randint(0, 256, (32, 1, 12, 12), dtype=torch.uint8)
+    plain = Transform([0.5], [0.5], crop_padding=2, hflip=True)
+    erasing = Transform([0.5], [0.5], crop_padding=2, hflip=True, erase_prob=1.0)
+    a = plain(x, torch.Generator().manual_seed(3))
+    b = erasing(x, torch.Generator().manual_seed(3))
+    kept = a == b
+    assert 0.5 < kept.float().mean() < 1  # the same geometry, boxes overwritten
+
+
 @pytest.mark.parametrize("mixup,cutmix", [(0.2, 0.0), (0.0, 1.0), (0.5, 0.5)])
 def test_mix_batch_targets_are_distributions(mixup, cutmix):
     x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 3

@@ -12,9 +12,11 @@ from hopfield.models import list_models
 from hopfield.train import NonFiniteLossError, TrainConfig, Trainer, train
 
 # a depth-1, width-32 iMixer (spectral-norm buffers included) on 64 bundled images, 4 steps/epoch;
-# stochastic depth, EMA, Mixup and CutMix on, so every random stream must be restored on resume
+# stochastic depth, EMA, Mixup, CutMix and random erasing on, so every random stream must be
+# restored on resume
 TINY = dict(model="imixer_tiny", epochs=2, batch_size=16, max_train_samples=64,
-            max_eval_samples=32, drop_path=0.2, ema=0.9, mixup=0.2, cutmix=1.0, quiet=True,
+            max_eval_samples=32, drop_path=0.2, ema=0.9, mixup=0.2, cutmix=1.0,
+            random_erasing=0.5, quiet=True,
             plot=False, model_kwargs={"depth": 1, "dim": 32})
 
 
@@ -102,6 +104,17 @@ def test_corrupt_checkpoint_is_named(reference, tmp_path):
 def test_resume_refuses_changed_settings(reference):
     with pytest.raises(ValueError, match=r"different settings \(lr: checkpoint 0.001 vs now 0.5"):
         train(TINY, out=str(reference.out_dir), resume="auto", lr=0.5)
+
+
+def test_checkpoint_from_before_a_new_setting_resumes_with_its_default(reference, tmp_path):
+    """A checkpoint written before a setting existed holds no key for it: it means the default."""
+    state = ckpt.load_checkpoint(reference.out_dir / "last.pt")
+    del state["config"]["random_erasing"]
+    ckpt.save_checkpoint(tmp_path / "last.pt", state)
+    with pytest.raises(ValueError, match=r"random_erasing: checkpoint 0.0 vs now 0.5"):
+        train(TINY, out=str(tmp_path), resume="auto")
+    done = train({**TINY, "random_erasing": 0.0}, out=str(tmp_path), resume="auto")
+    assert metrics(done.history) == metrics(reference.history)  # resumed at its end: nothing new
 
 
 def test_nan_loss_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
