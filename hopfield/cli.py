@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default="auto")
     e.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    e.add_argument("--per-class", action="store_true",
+                   help="add per-class accuracy and the confusion matrix to the JSON")
+    e.add_argument("--confusion", metavar="PNG",
+                   help="also draw the confusion matrix (rows: true class) into this file")
     e.add_argument("--max-eval-samples", type=int)
 
     m = sub.add_parser("models", help="list registered models")
@@ -186,7 +190,25 @@ def _cmd_eval(args) -> int:
     data = load_dataset(dataset, args.split, args.data_dir).subset(args.max_eval_samples)
     loader = BatchLoader(data.to(device), args.batch_size,
                          transform=Transform(meta["mean"], meta["std"]))
-    metrics = evaluate(model.to(device), loader, amp=amp_dtype(args.amp, device))
+    if model.num_classes != len(data.classes):
+        raise ValueError(f"{path} has {model.num_classes} output classes but {dataset} has "
+                         f"{len(data.classes)}; pass the dataset it was trained on (--dataset).")
+    detail = args.per_class or args.confusion
+    metrics = evaluate(model.to(device), loader, amp=amp_dtype(args.amp, device),
+                       num_classes=len(data.classes) if detail else None)
+    if detail:
+        metrics["per_class_acc"] = dict(zip(data.classes, metrics["per_class_acc"], strict=True))
+        metrics["classes"] = list(data.classes)
+    if args.confusion:
+        from .trainutil import write_confusion
+
+        write_confusion(metrics["confusion"], list(data.classes), args.confusion,
+                        title=f"{meta['model_config']['name']} on {dataset} {args.split} "
+                              f"(acc {metrics['acc']:.2%})")
+        metrics["confusion_png"] = args.confusion
+    if not args.per_class:
+        for key in ("per_class_acc", "confusion", "classes"):
+            metrics.pop(key, None)
     print(json.dumps({"weights": str(path), "dataset": dataset, "split": args.split,
                       "images": len(data), **metrics}))
     return 0

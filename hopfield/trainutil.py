@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["resolve_device", "amp_dtype", "cpu_has_native_bf16", "distributed_setup", "gather",
-           "param_groups", "warmup_cosine", "ModelEma", "evaluate", "write_curves"]
+           "param_groups", "warmup_cosine", "ModelEma", "evaluate", "write_curves",
+           "write_confusion"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -136,24 +137,41 @@ class ModelEma:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, amp: torch.dtype | None = None,
-             world_size: int = 1) -> dict:
-    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (summed over all ranks)."""
+             world_size: int = 1, num_classes: int | None = None) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (summed over all ranks).
+
+    With ``num_classes``, also the confusion matrix (``confusion[i][j]``: images of class ``i``
+    predicted as ``j``) and the accuracy of every class (``per_class_acc``, ``None`` for a class
+    with no images)."""
     was_training = model.training
     model.eval()
     loader.set_epoch(0)
     device = loader.device
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    confusion = (torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+                 if num_classes else None)
     for x, y in loader:
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits = model(x)
+        pred = logits.argmax(1)
         sums[:2] += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                                 (logits.argmax(1) == y).sum().double()])
+                                 (pred == y).sum().double()])
         sums[2] += len(y)
+        if confusion is not None:
+            confusion += torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
     if world_size > 1:
         dist.all_reduce(sums)
+        if confusion is not None:
+            dist.all_reduce(confusion)
     model.train(was_training)
     loss_sum, correct, n = sums.tolist()
-    return {"loss": loss_sum / n, "acc": correct / n}
+    out = {"loss": loss_sum / n, "acc": correct / n}
+    if confusion is not None:
+        matrix = confusion.view(num_classes, num_classes).tolist()
+        out["per_class_acc"] = [row[i] / sum(row) if sum(row) else None
+                                for i, row in enumerate(matrix)]
+        out["confusion"] = matrix
+    return out
 
 
 def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
@@ -181,6 +199,47 @@ def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") 
     ax_acc.legend()
     if title:
         fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def write_confusion(confusion: list[list[int]], classes: list[str], path: str | os.PathLike,
+                    title: str = "") -> None:
+    """The confusion matrix as a PNG: each row (true class) normalised to fractions, counts
+    written in the cells, the class accuracy beside each row label."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .checkpoint import atomic_write_bytes
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    k = len(classes)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion matrix is {counts.shape[0]}x{counts.shape[1]} but "
+                         f"{k} class names were given.")
+    totals = counts.sum(1, keepdims=True)
+    frac = counts / np.maximum(totals, 1)
+    size = max(4.5, 0.55 * k + 2)
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if frac[i, j] > 0.5 else "black")
+    rows = [f"{c} ({frac[i, i]:.1%})" if totals[i, 0] else c for i, c in enumerate(classes)]
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), rows, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (accuracy)")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    if title:
+        ax.set_title(title)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     atomic_write_bytes(Path(path), buf.getvalue())

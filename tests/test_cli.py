@@ -68,6 +68,33 @@ def test_train_then_eval(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["dataset"] == "bundled" and result["images"] == 16 and 0 <= result["acc"] <= 1
     assert main(["eval", str(run / "last.pt"), "--split", "train", "--max-eval-samples", "8"]) == 0
+    capsys.readouterr()
+    png = tmp_path / "confusion.png"
+    assert main(["eval", str(run), "--per-class", "--confusion", str(png)]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    matrix = detail["confusion"]
+    assert len(matrix) == 10 and all(len(row) == 10 for row in matrix)
+    assert sum(map(sum, matrix)) == detail["images"]
+    assert sum(matrix[i][i] for i in range(10)) == round(detail["acc"] * detail["images"])
+    per_class = detail["per_class_acc"]
+    assert list(per_class) == detail["classes"] and detail["classes"][0] == "T-shirt/top"
+    for i, name in enumerate(detail["classes"]):
+        assert per_class[name] == pytest.approx(matrix[i][i] / sum(matrix[i]))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_refuses_a_dataset_with_another_number_of_classes(tmp_path, capsys):
+    from hopfield import checkpoint as ckpt
+    from hopfield.models import create_model
+
+    model = create_model("mixer_tiny", num_classes=3, depth=1, dim=16)
+    meta = {"model_config": model.config, "dataset": "bundled", "classes": ["a", "b", "c"],
+            "mean": [0.3], "std": [0.3], "metrics": {}}
+    ckpt.export_safetensors(model, tmp_path / "model.safetensors", meta)
+    assert main(["eval", str(tmp_path), "--max-eval-samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors has 3 output classes but bundled has 10" in err
+    assert "--dataset" in err
 
 
 def test_energy_dispatches_lazily(monkeypatch, capsys):
