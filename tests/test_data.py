@@ -305,6 +305,16 @@ def test_random_erasing_keeps_the_crops_and_flips_of_a_seed():
     assert 0.5 < kept.float().mean() < 1  # the same geometry, boxes overwritten
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_augmentation_stays_on_the_device_and_is_seeded():
+    x = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, device="cuda")
+    tf = Transform([0.5], [0.5], crop_padding=2, hflip=True, erase_prob=0.5)
+    a = tf(x, torch.Generator(device="cuda").manual_seed(0))
+    b = tf(x, torch.Generator(device="cuda").manual_seed(0))
+    assert a.is_cuda and a.dtype == torch.float32 and torch.equal(a, b)
+
+
 @pytest.mark.parametrize("mixup,cutmix", [(0.2, 0.0), (0.0, 1.0), (0.5, 0.5)])
 def test_mix_batch_targets_are_distributions(mixup, cutmix):
     x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 3
