@@ -41,6 +41,18 @@ def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def paired_table(comparisons: dict) -> list[str]:
+    """Markdown lines of the paired comparisons (none when no pair of models ran)."""
+    if not comparisons:
+        return []
+    lines = ["", "Paired over seeds (difference of accuracies, paired t-test):", "",
+             "| comparison | mean diff | ± 95 % CI | p | wins |", "| --- | --- | --- | --- | --- |"]
+    for name, c in comparisons.items():
+        lines.append(f"| {name} | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | "
+                     f"{c['p_value']:.3g} | {c['wins']}/{c['n']} |")
+    return lines
+
+
 def settings_record(args) -> dict:
     """The run's settings for the results JSON; paths relative to the repository, so the file
     names no machine's folders."""
@@ -175,12 +187,7 @@ def main(argv=None) -> int:
         lines.append(f"| {m} | {s['params']:,} | {args.epochs} | {s['mean']:.4f} | "
                      f"{s['ci95_half_width']:.4f} | {', '.join(f'{v:.4f}' for v in s['values'])} "
                      f"| {s['train_s_median']:.0f} |")
-    lines += ["", "Paired over seeds (difference of accuracies, paired t-test):", "",
-              "| comparison | mean diff | ± 95 % CI | p | wins |",
-              "| --- | --- | --- | --- | --- |"]
-    for name, c in comparisons.items():
-        lines.append(f"| {name} | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | "
-                     f"{c['p_value']:.3g} | {c['wins']}/{c['n']} |")
+    lines += paired_table(comparisons)
     lines += ["", f"Machine: {machine_line(args)}."] + (["", args.note] if args.note else [])
     (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -29,6 +29,7 @@ from benchmarks.accuracy_study import (  # noqa: E402
     MODELS,
     PAIRS,
     paired,
+    paired_table,
     read_metrics,
     settings_record,
     t_interval,
@@ -143,11 +144,7 @@ def main(argv=None) -> int:
                          f"{per} | {secs[m]:.0f} |")
         else:
             lines.append(f"| {m} | {params[m]} | – | – | {per} | {secs[m]:.0f} |")
-    lines += ["", "Paired over seeds (difference of accuracies, paired t-test):", "",
-              "| comparison | mean diff | ± 95 % CI | p | wins |", "| --- | --- | --- | --- | --- |"]
-    for name, c in comparisons.items():
-        lines.append(f"| {name} | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | "
-                     f"{c['p_value']:.3g} | {c['wins']}/{c['n']} |")
+    lines += paired_table(comparisons)
     (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return 0

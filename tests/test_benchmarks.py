@@ -29,6 +29,10 @@ def test_paired_comparison_counts_wins_and_tests_the_differences():
 
     assert c["p_value"] == pytest.approx(stats.ttest_rel([0.83, 0.85, 0.86],
                                                          [0.82, 0.84, 0.87]).pvalue)
+    table = accuracy_study.paired_table({"b - a": c})
+    assert table[-1] == f"| b - a | {c['mean_diff']:+.4f} | {c['ci95_half_width']:.4f} | " \
+                        f"{c['p_value']:.3g} | {c['wins']}/3 |"
+    assert accuracy_study.paired_table({}) == []  # one model alone: no empty table
     same = accuracy_study.paired([0.5, 0.6], [0.4, 0.5])  # constant difference: no t statistic
     assert same["mean_diff"] == pytest.approx(0.1) and math.isnan(same["p_value"])
 
