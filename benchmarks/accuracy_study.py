@@ -41,6 +41,25 @@ def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# optional `hopfield train` settings a study passes on only when given (else: the trainer's default)
+TRAINER_FLAGS = ("crop_padding", "random_erasing", "max_train_samples", "max_eval_samples")
+
+
+def add_trainer_flags(ap: argparse.ArgumentParser) -> None:
+    """The ``TRAINER_FLAGS`` options, shared by the study scripts."""
+    ap.add_argument("--crop-padding", type=int,
+                    help="random-crop translation in pixels (default: the trainer's, image size / 8)")
+    ap.add_argument("--random-erasing", type=float, metavar="P",
+                    help="random-erasing probability per training image (default: off)")
+    ap.add_argument("--max-train-samples", type=int)
+    ap.add_argument("--max-eval-samples", type=int)
+
+
+def given_trainer_flags(args) -> dict:
+    """The ``TRAINER_FLAGS`` set on the command line (an explicit 0 included)."""
+    return {f: getattr(args, f) for f in TRAINER_FLAGS if getattr(args, f) is not None}
+
+
 def paired_table(comparisons: dict) -> list[str]:
     """Markdown lines of the paired comparisons (none when no pair of models ran)."""
     if not comparisons:
@@ -126,12 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--crop-padding", type=int, default=None,
-                    help="random-crop translation in pixels (default: the trainer's, image size / 8)")
-    ap.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
-                    help="random-erasing probability per training image (0: off)")
-    ap.add_argument("--max-train-samples", type=int)
-    ap.add_argument("--max-eval-samples", type=int)
+    add_trainer_flags(ap)
     ap.add_argument("--runs", type=Path, default=Path("runs/accuracy_study"),
                     help="parent folder of the per-run outputs")
     ap.add_argument("--name", default="accuracy", help="results file stem")
@@ -141,20 +155,19 @@ def main(argv=None) -> int:
                     "(how the runs were scheduled, what shared the machine)")
     args = ap.parse_args(argv)
 
+    tag = (f"{args.dataset}-e{args.epochs}"
+           + (f"-n{args.max_train_samples}" if args.max_train_samples else "")
+           + (f"-c{args.crop_padding}" if args.crop_padding is not None else "")
+           + (f"-re{args.random_erasing:g}" if args.random_erasing else "")
+           + ("-smoke" if args.smoke else ""))
     runs = {}
     for model in args.models:
         for seed in args.seeds:
-            tag = (f"{args.dataset}-e{args.epochs}"
-                   + (f"-n{args.max_train_samples}" if args.max_train_samples else "")
-                   + (f"-c{args.crop_padding}" if args.crop_padding is not None else "")
-                   + (f"-re{args.random_erasing:g}" if args.random_erasing else ""))
-            out = args.runs / (tag + ("-smoke" if args.smoke else "")) / f"{model}-s{seed}"
+            out = args.runs / tag / f"{model}-s{seed}"
             result = train(model=model, seed=seed, epochs=args.epochs, dataset=args.dataset,
                            data_dir=args.data_dir, device=args.device, amp=args.amp,
                            batch_size=args.batch_size, lr=args.lr, out=str(out), resume="auto",
-                           crop_padding=args.crop_padding, random_erasing=args.random_erasing,
-                           max_train_samples=args.max_train_samples,
-                           max_eval_samples=args.max_eval_samples, quiet=True,
+                           quiet=True, **given_trainer_flags(args),
                            model_kwargs={"depth": 1, "dim": 32} if args.smoke else {})
             final = result.final
             params = sum(p.numel() for p in result.model.parameters())

@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.accuracy_study import (  # noqa: E402
     MODELS,
     PAIRS,
+    add_trainer_flags,
+    given_trainer_flags,
     paired,
     paired_table,
     read_metrics,
@@ -46,9 +48,8 @@ def launch(model, seed, args, out: Path):
            "--out", str(out), "--quiet", "--no-plot", "--resume"]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
-    for flag in ("crop_padding", "random_erasing", "max_train_samples", "max_eval_samples"):
-        if getattr(args, flag) is not None:
-            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    for flag, value in given_trainer_flags(args).items():
+        cmd += ["--" + flag.replace("_", "-"), str(value)]
     log = open(out / "stdout.log", "w")  # noqa: SIM115 - closed when the process ends
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
@@ -65,12 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", default="bf16")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--crop-padding", type=int, default=None,
-                    help="random-crop translation in pixels (default: the trainer's, image size / 8)")
-    ap.add_argument("--random-erasing", type=float, default=None, metavar="P",
-                    help="random-erasing probability per training image (default: off)")
-    ap.add_argument("--max-train-samples", type=int)
-    ap.add_argument("--max-eval-samples", type=int)
+    add_trainer_flags(ap)
     ap.add_argument("--deadline", type=float, default=None, help="seconds; stop what still runs")
     ap.add_argument("--runs", type=Path, default=Path("runs/gpu_study"))
     ap.add_argument("--name", default="fashion_mnist_gpu")

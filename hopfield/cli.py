@@ -179,7 +179,7 @@ def _cmd_eval(args) -> int:
     from .data import load_dataset
     from .loader import BatchLoader, Transform
     from .models import create_model
-    from .trainutil import amp_dtype, evaluate, resolve_device
+    from .trainutil import amp_dtype, evaluate, resolve_device, write_confusion
 
     state, meta, path = _load_weights(Path(args.path), args.ema)
     cfg = dict(meta["model_config"])
@@ -188,27 +188,23 @@ def _cmd_eval(args) -> int:
     device = resolve_device(args.device)
     dataset = args.dataset or meta["dataset"]
     data = load_dataset(dataset, args.split, args.data_dir).subset(args.max_eval_samples)
-    loader = BatchLoader(data.to(device), args.batch_size,
-                         transform=Transform(meta["mean"], meta["std"]))
     if model.num_classes != len(data.classes):
         raise ValueError(f"{path} has {model.num_classes} output classes but {dataset} has "
                          f"{len(data.classes)}; pass the dataset it was trained on (--dataset).")
-    detail = args.per_class or args.confusion
+    loader = BatchLoader(data.to(device), args.batch_size,
+                         transform=Transform(meta["mean"], meta["std"]))
+    classes = list(data.classes)
     metrics = evaluate(model.to(device), loader, amp=amp_dtype(args.amp, device),
-                       num_classes=len(data.classes) if detail else None)
-    if detail:
-        metrics["per_class_acc"] = dict(zip(data.classes, metrics["per_class_acc"], strict=True))
-        metrics["classes"] = list(data.classes)
+                       num_classes=len(classes) if args.per_class or args.confusion else None)
+    per_class, confusion = metrics.pop("per_class_acc", None), metrics.pop("confusion", None)
     if args.confusion:
-        from .trainutil import write_confusion
-
-        write_confusion(metrics["confusion"], list(data.classes), args.confusion,
+        write_confusion(confusion, classes, args.confusion,
                         title=f"{meta['model_config']['name']} on {dataset} {args.split} "
                               f"(acc {metrics['acc']:.2%})")
         metrics["confusion_png"] = args.confusion
-    if not args.per_class:
-        for key in ("per_class_acc", "confusion", "classes"):
-            metrics.pop(key, None)
+    if args.per_class:
+        metrics.update(per_class_acc=dict(zip(classes, per_class, strict=True)),
+                       confusion=confusion, classes=classes)
     print(json.dumps({"weights": str(path), "dataset": dataset, "split": args.split,
                       "images": len(data), **metrics}))
     return 0

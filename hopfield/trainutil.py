@@ -174,12 +174,19 @@ def evaluate(model: nn.Module, loader, *, amp: torch.dtype | None = None,
     return out
 
 
+def _save_png(fig, path: str | os.PathLike) -> None:
+    """Render a matplotlib ``Figure`` and write it atomically (no torn PNG if killed)."""
+    from .checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
 def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
     """Loss, accuracy and learning rate per epoch as a PNG (Agg canvas; pyplot untouched)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .checkpoint import atomic_write_bytes
 
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(12, 3.6), layout="constrained")
@@ -199,9 +206,7 @@ def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") 
     ax_acc.legend()
     if title:
         fig.suptitle(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    _save_png(fig, path)
 
 
 def write_confusion(confusion: list[list[int]], classes: list[str], path: str | os.PathLike,
@@ -211,8 +216,6 @@ def write_confusion(confusion: list[list[int]], classes: list[str], path: str | 
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .checkpoint import atomic_write_bytes
 
     counts = np.asarray(confusion, dtype=np.int64)
     k = len(classes)
@@ -240,6 +243,4 @@ def write_confusion(confusion: list[list[int]], classes: list[str], path: str | 
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     if title:
         ax.set_title(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    _save_png(fig, path)
