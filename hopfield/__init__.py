@@ -5,11 +5,21 @@ Public names: :class:`EnergyGraph`, :class:`NeuronLayer`, :func:`derive`, :class
 ``lagrangians``, ``synapses``, ``dynamics``, ``blocks``.
 """
 
-from . import blocks, dynamics, interop, lagrangians, models, synapses
-from .derive import DerivedBlock, Group, LyapunovReport, derive, lyapunov_report
-from .errors import WiringError
-from .graph import EnergyGraph
-from .neurons import NeuronLayer
+import sys as _sys
+
+from .core import errors, graph, lagrangians, neurons, synapses
+from .core.errors import WiringError
+from .core.graph import EnergyGraph
+from .core.neurons import NeuronLayer
+from .derivation import DerivedBlock, Group, LyapunovReport, derive, lyapunov_report
+
+# the modules that lived at the top level before the core moved into ``hopfield.core`` stay
+# importable under their old names (``import hopfield.synapses``)
+for _name, _module in (("lagrangians", lagrangians), ("synapses", synapses), ("graph", graph),
+                       ("neurons", neurons), ("errors", errors)):
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)
+
+from . import blocks, dynamics, interop, models  # noqa: E402  (after the aliases)
 
 __version__ = "0.1.0"
 
@@ -28,5 +38,7 @@ __all__ = [
     "dynamics",
     "lagrangians",
     "synapses",
+    "core",
+    "derivation",
     "__version__",
 ]

@@ -12,12 +12,12 @@ Example:
 
 from __future__ import annotations
 
-from . import lagrangians as L
-from .derive import DerivedBlock, Group, derive
+from .core import lagrangians as L
+from .core.graph import EnergyGraph
+from .core.neurons import NeuronLayer
+from .core.synapses import Dense, MultiHeadAttention
+from .derivation import DerivedBlock, Group, derive
 from .dynamics.spectral import spectral_norm
-from .graph import EnergyGraph
-from .neurons import NeuronLayer
-from .synapses import Dense, MultiHeadAttention
 
 __all__ = ["mixer_graph", "mixer_block", "vit_graph", "vit_block", "imixer_graph", "imixer_block",
            "et_graph", "et_block", "tied_mixer_block", "tied_imixer_block"]

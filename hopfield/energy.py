@@ -66,11 +66,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .derive import DerivedBlock, lyapunov_report
+from .core.errors import WiringError
+from .core.graph import EnergyGraph
+from .derivation import DerivedBlock, lyapunov_report
 from .dynamics.descent import RULES, descend
 from .dynamics.solvers import get_solver
-from .errors import WiringError
-from .graph import EnergyGraph
 
 __all__ = ["EnergyRecord", "record_descent", "record_block", "record_model", "record_energy",
            "LABEL_LYAPUNOV", "LABEL_UNTIED", "make_label"]

@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..graph import EnergyGraph
+from ..core.graph import EnergyGraph
 from .descent import DescentStats, _grad_norm, check_descent_args, descent_layers
 
 __all__ = ["descend_compiled", "make_descent_step", "CompileFallbackWarning"]

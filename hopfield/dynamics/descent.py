@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..graph import EnergyGraph
+from ..core.graph import EnergyGraph
 
 __all__ = ["DescentStats", "descend", "RULES"]
 

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .dynamics.implicit import GRAD_MODES
-from .dynamics.solvers import get_solver
-from .errors import WiringError
-from .lagrangians import Lagrangian
-from .synapses import Bias
+from ..core.errors import WiringError
+from ..core.lagrangians import Lagrangian
+from ..core.synapses import Bias
+from ..dynamics.implicit import GRAD_MODES
+from ..dynamics.solvers import get_solver
 
 if TYPE_CHECKING:
-    from .graph import EnergyGraph
+    from ..core.graph import EnergyGraph
 
 __all__ = ["Group", "STEPS"]
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from .graph import EnergyGraph
-from .synapses import Dense
+from dataclasses import dataclass
 
-__all__ = ["describe_block", "lyapunov_checks"]
+from ..core.graph import EnergyGraph
+from ..core.synapses import Dense
+
+__all__ = ["LyapunovReport", "describe_block", "feedback_lipschitz", "lyapunov_checks",
+           "lyapunov_report"]
+
+
+def _is_block(obj) -> bool:
+    """A derived block (duck-typed: the report never imports the executor)."""
+    return hasattr(obj, "plans") and hasattr(obj, "visible") and hasattr(obj, "graph")
 
 
 def _lag_name(lag) -> str:
@@ -74,7 +82,7 @@ def describe_block(block) -> str:
 
 def feedback_lipschitz(block, comp) -> float | None:
     """Upper bound on Lip(F) for a two-layer Dense feedback chain (None when not applicable)."""
-    from .dynamics.spectral import operator_norm
+    from ..dynamics.spectral import operator_norm
 
     if len(comp.state) != 1 or len(comp.eliminated) != 1:
         return None
@@ -94,15 +102,13 @@ def feedback_lipschitz(block, comp) -> float | None:
 
 
 def lyapunov_checks(obj, step_size=None):
-    from .derive import DerivedBlock, LyapunovReport
-
-    graph = obj.graph if isinstance(obj, DerivedBlock) else obj
+    graph = obj.graph if _is_block(obj) else obj
     if not isinstance(graph, EnergyGraph):
         raise TypeError(f"lyapunov_report: expected an EnergyGraph or DerivedBlock, got "
                         f"{type(obj).__name__}.")
     reasons, checks = [], {}
     lags = {n: graph.lagrangian_of(n) for n in graph.neurons}
-    if isinstance(obj, DerivedBlock):
+    if _is_block(obj):
         for p in obj.plans:
             if p.lagrangian is not None:
                 lags[f"{obj.visible} (in {p.name})"] = p.lagrangian
@@ -123,7 +129,7 @@ def lyapunov_checks(obj, step_size=None):
                        f"(symmetry broken, THEORY §5)")
     single = True
     step_ok = True
-    if isinstance(obj, DerivedBlock):
+    if _is_block(obj):
         if any(p.lagrangian is not None for p in obj.plans):
             single = False
             reasons.append("groups see the visible layer through different Lagrangians: operator "
@@ -148,7 +154,7 @@ def lyapunov_checks(obj, step_size=None):
     holds = all(checks.values())
     # THEORY §4.3: with convex Lagrangians and tied synapses, each plain iteration of a fast
     # group is exact block-coordinate minimisation of its energy, whatever the visible step
-    has_implicit = isinstance(obj, DerivedBlock) and any(
+    has_implicit = _is_block(obj) and any(
         c.implicit for p in obj.plans for c in p.components)
     iterations_descend = has_implicit and checks["convex"] and checks["exact_activations"] and \
         checks["tied"]
@@ -157,3 +163,29 @@ def lyapunov_checks(obj, step_size=None):
                        "energy never increases (THEORY §3)")
     return LyapunovReport(holds=holds, checks=checks, reasons=reasons,
                           iterations_descend=iterations_descend)
+
+
+@dataclass
+class LyapunovReport:
+    """Does the energy provably never increase? ``holds`` and, for each failed check, why."""
+
+    holds: bool
+    checks: dict
+    reasons: list
+    iterations_descend: bool = False  # fixed-point iterations of implicit groups lower E
+
+    def __str__(self):
+        if self.holds:
+            head = "Lyapunov guarantee: YES"
+        elif self.iterations_descend:
+            head = ("Lyapunov guarantee: PARTIAL — every fixed-point iteration of the fast groups "
+                    "lowers their energy (exact block-coordinate minimisation), but the visible "
+                    "step is not guaranteed")
+        else:
+            head = "Lyapunov guarantee: NO"
+        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+
+
+def lyapunov_report(obj, *, step_size: float | None = None) -> LyapunovReport:
+    """Check convexity, tying and step size for an :class:`EnergyGraph` or :class:`DerivedBlock`."""
+    return lyapunov_checks(obj, step_size=step_size)

@@ -19,17 +19,18 @@ iMixer loop $x_2 \leftarrow y + F(x_2)$ exactly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .dynamics.implicit import solve_fixed_point
-from .errors import WiringError
-from .graph import EnergyGraph
+from ..core.errors import WiringError
+from ..core.graph import EnergyGraph
+from ..dynamics.implicit import solve_fixed_point
 from .plan import Group, _Component, _Plan, _plan_group
+from .report import LyapunovReport, describe_block, feedback_lipschitz, lyapunov_report
 
 __all__ = ["Group", "derive", "DerivedBlock", "LyapunovReport", "lyapunov_report"]
 
@@ -259,8 +260,6 @@ class DerivedBlock(nn.Module):
     # ------------------------------------------------------------------ reports
     def describe(self) -> str:
         """The derived update rules as readable mathematics, and the Lyapunov verdict."""
-        from .describe import describe_block
-
         return describe_block(self)
 
     def lyapunov(self) -> LyapunovReport:
@@ -276,10 +275,6 @@ class DerivedBlock(nn.Module):
         ``UserWarning`` (GELU's slope, up to 1.129, pushes two weights at the spectral-norm
         bound $c = 0.9$ to $1.03$).
         """
-        import warnings
-
-        from .describe import feedback_lipschitz
-
         out = {}
         for plan in self.plans:
             for i, comp in enumerate(c for c in plan.components if c.implicit):
@@ -293,34 +288,6 @@ class DerivedBlock(nn.Module):
                         f"spectral-norm coefficient or use an activation with slope <= 1.",
                         UserWarning, stacklevel=2)
         return out
-
-
-@dataclass
-class LyapunovReport:
-    """Does the energy provably never increase? ``holds`` and, for each failed check, why."""
-
-    holds: bool
-    checks: dict
-    reasons: list
-    iterations_descend: bool = False  # fixed-point iterations of implicit groups lower E
-
-    def __str__(self):
-        if self.holds:
-            head = "Lyapunov guarantee: YES"
-        elif self.iterations_descend:
-            head = ("Lyapunov guarantee: PARTIAL — every fixed-point iteration of the fast groups "
-                    "lowers their energy (exact block-coordinate minimisation), but the visible "
-                    "step is not guaranteed")
-        else:
-            head = "Lyapunov guarantee: NO"
-        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
-
-
-def lyapunov_report(obj, *, step_size: float | None = None) -> LyapunovReport:
-    """Check convexity, tying and step size for an :class:`EnergyGraph` or :class:`DerivedBlock`."""
-    from .describe import lyapunov_checks
-
-    return lyapunov_checks(obj, step_size=step_size)
 
 
 # ---------------------------------------------------------------------- planning
