@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -29,6 +30,8 @@ from torch.nn.utils import parametrize
 from ..core.errors import WiringError
 from ..core.graph import EnergyGraph
 from ..dynamics.implicit import solve_fixed_point
+from ..dynamics.spectral import SCHEDULES
+from ..dynamics.steps import step
 from .plan import Group, _Component, _Plan, _plan_group
 from .report import LyapunovReport, describe_block, feedback_lipschitz, lyapunov_report
 
@@ -46,7 +49,7 @@ class DerivedBlock(nn.Module):
     """
 
     def __init__(self, graph: EnergyGraph, visible: str, plans: list[_Plan], repeats: int,
-                 currents: str, tied: bool):
+                 currents: str, tied: bool, spectral_schedule: str = "forward"):
         super().__init__()
         self.graph = graph
         self.visible = visible
@@ -56,6 +59,9 @@ class DerivedBlock(nn.Module):
         self.tied = tied
         self.group_lagrangians = nn.ModuleList([p.lagrangian for p in plans if p.lagrangian])
         self.last_stats: dict = {}
+        # "forward": spectral norms evaluated once per forward; "iteration": before every
+        # fixed-point iteration (the official iMixer hook); see docs/tutorials/interop.md
+        self.spectral_schedule = spectral_schedule
         self.drop_path = 0.0  # stochastic depth rate on each group's increment (training only)
         # called as hook(plan, component, {layer: state}) with every iterate an implicit solve
         # evaluates (see hopfield.energy_plot); None in normal use
@@ -153,6 +159,21 @@ class DerivedBlock(nn.Module):
                   for n in comp.state})
         return fmap, pack(xs), unpack, y
 
+    def _scheduled(self, fmap):
+        """With ``spectral_schedule="iteration"`` every map evaluation refreshes the spectral
+        norms once (power iterations in training mode), as the official iMixer hook does."""
+        if self.spectral_schedule != "iteration":
+            return fmap
+
+        def refreshed(z):
+            with parametrize.cached():
+                return fmap(z)
+
+        return refreshed
+
+    def _spectral_scope(self):
+        return parametrize.cached() if self.spectral_schedule == "forward" else nullcontext()
+
     def _prime_parametrizations(self, plan: _Plan):
         if plan.grad != "unrolled" and torch.is_grad_enabled():
             # implicit/phantom solves run under no_grad: evaluate parametrized weights (spectral
@@ -168,8 +189,8 @@ class DerivedBlock(nn.Module):
             return
         fmap, z0, unpack, _ = self._component_map(comp, plan, gs, xs, ext)
         self._prime_parametrizations(plan)
-        z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
-                                     max_iter=plan.max_iter, tol=plan.tol,
+        z, stats = solve_fixed_point(self._scheduled(fmap), z0, solver=plan.solver,
+                                     grad=plan.grad, max_iter=plan.max_iter, tol=plan.tol,
                                      solver_options=plan.solver_options)
         self.last_stats[key] = stats
         for n, zn in unpack(z).items():
@@ -198,15 +219,12 @@ class DerivedBlock(nn.Module):
         for ci, comp in enumerate(plan.components):
             self._solve_component(comp, plan, gs, xs, f"{plan.name}/{ci}", full=return_states)
         cur = self._current(plan.into_visible, gs)
+        mask, keep = None, 1.0
         if self.drop_path > 0 and self.training and plan.step == "residual":  # stochastic depth
             keep = 1.0 - self.drop_path
             mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-            cur = cur * mask / keep
-        if plan.step == "residual":
-            new = x + cur if plan.step_size == 1.0 else x + plan.step_size * cur
-        else:
-            rate = plan.step_size / self.graph.neurons[self.visible].tau
-            new = x + rate * (cur - x)
+        new = step(x, cur, rule=plan.step, step_size=plan.step_size,
+                   tau=self.graph.neurons[self.visible].tau, drop_mask=mask, keep_prob=keep)
         if return_states:
             return new, xs, gs, cur
         return new
@@ -251,7 +269,7 @@ class DerivedBlock(nn.Module):
             raise WiringError(f"DerivedBlock: visible layer {self.visible!r} expects input "
                               f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}.")
         self.last_stats = {}
-        with parametrize.cached():  # spectral norms: one power iteration per forward
+        with self._spectral_scope():  # spectral norms: once per forward, or per iteration
             for _ in range(self.repeats):
                 for plan in self.plans:
                     x = self.group_step(plan, x, clamped)
@@ -297,7 +315,7 @@ def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[s
            *, tied: bool | None = None, step: str = "residual", step_size: float = 1.0,
            repeats: int = 1, solver: str = "fixed_point", max_iter: int = 4,
            tol: float | None = None, grad: str = "unrolled", solver_options: dict | None = None,
-           currents: str = "auto") -> DerivedBlock:
+           currents: str = "auto", spectral_schedule: str = "forward") -> DerivedBlock:
     """Turn a declared energy into a block whose forward is the derived update.
 
     Args:
@@ -314,6 +332,9 @@ def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[s
             tolerance, gradient mode (``"unrolled"``, ``"implicit"``, ``"phantom"``).
         currents: ``"auto"`` (closed forms where the synapse has one, pinned to autograd by the
             tests; autograd elsewhere) or ``"autograd"`` (every current by autograd).
+        spectral_schedule: when spectral-normalised weights are refreshed: ``"forward"`` (once
+            per forward, the default) or ``"iteration"`` (before every fixed-point iteration,
+            as the official iMixer code does; the default for converted official checkpoints).
 
     Returns:
         A :class:`DerivedBlock`.
@@ -327,6 +348,9 @@ def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[s
         raise WiringError(f"derive: the visible layer {visible!r} must be slow and not clamped.")
     if currents not in CURRENT_METHODS:
         raise ValueError(f"derive: currents must be one of {CURRENT_METHODS}, got {currents!r}.")
+    if spectral_schedule not in SCHEDULES:
+        raise ValueError(f"derive: spectral_schedule must be one of {SCHEDULES}, got "
+                         f"{spectral_schedule!r}.")
     if not (isinstance(repeats, int) and repeats >= 1):
         raise ValueError(f"derive: repeats must be an int >= 1, got {repeats!r}.")
     if not (isinstance(max_iter, int) and max_iter >= 0):
@@ -350,4 +374,5 @@ def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[s
                     raise WiringError(f"derive: fast layer {n!r} is touched by {fast_owner[n]} "
                                       f"and {p.name}; give each group its own fast layers.")
                 fast_owner[n] = p.name
-    return DerivedBlock(graph, visible, plans, repeats, currents, tied=not untied)
+    return DerivedBlock(graph, visible, plans, repeats, currents, tied=not untied,
+                        spectral_schedule=spectral_schedule)

@@ -37,6 +37,7 @@ import torch
 
 from ..core.graph import EnergyGraph
 from .descent import DescentStats, _grad_norm, check_descent_args, descent_layers
+from .steps import step
 
 __all__ = ["descend_compiled", "make_descent_step", "CompileFallbackWarning"]
 
@@ -57,22 +58,19 @@ def make_descent_step(graph: EnergyGraph, *, step_size: float = 0.1, rule: str =
     branches and can be traced by ``torch.compile``.
     """
     movable, fast = descent_layers(graph)
-    rates = {n: step_size / graph.neurons[n].tau for n in movable} if rule == "leaky" else {}
+    taus = {n: graph.neurons[n].tau for n in movable}
 
-    def step(xs: dict) -> dict:
+    def descent_step(xs: dict) -> dict:
         cur = graph.currents(gs=graph.activations(xs), method=method)
         new = dict(xs)
         for n in movable:
-            if rule == "leaky":
-                new[n] = xs[n] + rates[n] * (cur[n] - xs[n])
-            else:
-                new[n] = xs[n] + step_size * cur[n]
+            new[n] = step(xs[n], cur[n], rule=rule, step_size=step_size, tau=taus[n])
         new = graph.fill_copies(new)
         for n in fast:
             new[n] = graph.currents(gs=graph.activations(new), targets=[n], method=method)[n]
         return new
 
-    return step
+    return descent_step
 
 
 def _key(rule, step_size, method, mode, options):

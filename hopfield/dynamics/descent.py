@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.graph import EnergyGraph
+from .steps import RULES, step
 
 __all__ = ["DescentStats", "descend", "RULES"]
 
-RULES = ("leaky", "residual")
 
 
 @dataclass
@@ -104,10 +104,7 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
     for _ in range(steps):
         new = dict(xs)
         for n in movable:
-            if rule == "leaky":
-                new[n] = xs[n] + (step_size / graph.neurons[n].tau) * (cur[n] - xs[n])
-            else:
-                new[n] = xs[n] + step_size * cur[n]
+            new[n] = step(xs[n], cur[n], rule=rule, step_size=step_size, tau=graph.neurons[n].tau)
         xs = graph.fill_copies(new)
         for n in fast:
             xs[n] = graph.currents(xs, targets=[n], method=method)[n]

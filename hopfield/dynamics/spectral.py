@@ -10,12 +10,20 @@ $1 - F$ invertible when $F$'s Lipschitz constant stays below one (THEORY §4.3).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-__all__ = ["SoftSpectralNorm", "spectral_norm", "spectral_norm_of", "operator_norm"]
+__all__ = ["SoftSpectralNorm", "spectral_norm", "spectral_norm_of", "operator_norm",
+           "frozen_spectral_norms", "SCHEDULES"]
+
+# when a derived block refreshes its spectral norms: once per forward, or before every
+# fixed-point iteration (the official iMixer hook)
+SCHEDULES = ("forward", "iteration")
 
 
 class SoftSpectralNorm(nn.Module):
@@ -84,3 +92,26 @@ def spectral_norm_of(module: nn.Module, name: str = "weight") -> SoftSpectralNor
 def operator_norm(weight: torch.Tensor) -> torch.Tensor:
     """Exact largest singular value of a weight (reshaped to a matrix)."""
     return torch.linalg.matrix_norm(weight.detach().reshape(weight.shape[0], -1), ord=2)
+
+
+@contextmanager
+def frozen_spectral_norms(module: nn.Module) -> Iterator[None]:
+    """Evaluate ``module``'s spectral norms without changing any state.
+
+    Inside the block every :class:`SoftSpectralNorm` of ``module`` uses its stored ``u``, ``v``
+    (no power iteration, as in eval mode), and on exit their buffers are restored bit for bit.
+    Reports and plots use it, so that looking at a model never changes it.
+    """
+    norms = [m for m in module.modules() if isinstance(m, SoftSpectralNorm)]
+    saved = [(m, m.training, {k: b.detach().clone() for k, b in m.named_buffers()})
+             for m in norms]
+    for m in norms:
+        m.training = False
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, training, bufs in saved:
+                m.training = training
+                for k, b in bufs.items():
+                    getattr(m, k).copy_(b)
