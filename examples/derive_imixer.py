@@ -26,7 +26,8 @@ from hopfield.energy_plot import plot_record
 
 def declare_imixer(tokens: int, dim: int, k: int) -> hf.DerivedBlock:
     """The hierarchical energy of one iMixer block, and the block derived from it."""
-    di, dh = dim // 2, dim  # token width D/2 and feedback width 2 * D/2 (THEORY §4.3)
+    # token width D/2 and feedback width 2 * D/2 (docs/concepts/fast_layers.md#imixer-published)
+    di, dh = dim // 2, dim
     feedback = S.Dense(di, dh, axis=-2, tied=False)  # x2 <-> x3, on the token axis
     hf.dynamics.spectral_norm(feedback, "weight", coeff=0.9, n_power_iterations=8)
     hf.dynamics.spectral_norm(feedback, "weight_back", coeff=0.9, n_power_iterations=8)
@@ -87,8 +88,7 @@ def main(argv=None) -> int:
 
     solved = declare_imixer(tokens, dim, 200).double().eval()
     solved.load_state_dict(block.state_dict())
-    for p in solved.plans:
-        p.solver, p.tol = "anderson", 1e-10
+    solved.set_solve(solver="anderson", tol=1e-10)
     with torch.no_grad():
         z, y, stats = solved.solve_implicit(x)
         back = solved.residual_map(z, x)

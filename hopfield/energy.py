@@ -279,27 +279,16 @@ def _dyn_currents(block, plan, xs, targets):
                                 method=block.currents_method)
 
 
-@contextlib.contextmanager
-def _overrides(block: DerivedBlock, n_iter=None, solver=None, tol=None):
-    """Temporarily set the solve budget (implicit groups) or the step count (repeated blocks),
-    and eval mode."""
-    saved = [(p, p.max_iter, p.solver, p.tol) for p in block.plans]
-    repeats, training = block.repeats, block.training
-    implicit = [p for p in block.plans if any(c.implicit for c in p.components)]
-    block.eval()
-    try:
-        for p in implicit:
-            p.max_iter = p.max_iter if n_iter is None else int(n_iter)
-            p.solver = solver or p.solver
-            p.tol = p.tol if tol is None else float(tol)
-        if n_iter is not None and not implicit and repeats > 1:
-            block.repeats = max(int(n_iter), 1)
-        yield
-    finally:
-        for p, m, s, t in saved:
-            p.max_iter, p.solver, p.tol = m, s, t
-        block.repeats = repeats
-        block.train(training)
+def _run_settings(block: DerivedBlock, n_iter=None, solver=None, tol=None) -> dict:
+    """Keyword overrides for :meth:`DerivedBlock.run`: the solve budget of implicit groups, or
+    the step count of a repeated block (the plans themselves are never edited)."""
+    if any(c.implicit for p in block.plans for c in p.components):
+        out = {"max_iter": None if n_iter is None else int(n_iter), "solver": solver,
+               "tol": None if tol is None else float(tol)}
+        return {k: v for k, v in out.items() if v is not None}
+    if n_iter is not None and block.repeats > 1:
+        return {"repeats": max(int(n_iter), 1)}
+    return {}
 
 
 def _check_settings(n_iter, solver, tol):
@@ -337,12 +326,11 @@ def _solve_points(block, plan, comp, iterates, xs):
 
 
 def _record_block_into(rec: EnergyRecord, block: DerivedBlock, x: torch.Tensor, clamped: dict,
-                       index: int, name: str) -> torch.Tensor:
+                       index: int, name: str, settings: dict) -> torch.Tensor:
     info = _report_info(block)
     rec.blocks[index] = {"name": name, **info}
     step_flags = (info["tied"], info["convex"], info["lyapunov"], info["label"])
     counters: dict = {}
-    iterates: list = []
 
     def add(plan, kind, repeat, it, terms, total, resid, gnorm, flags):
         k = counters[plan.name] = counters.get(plan.name, -1) + 1
@@ -358,31 +346,32 @@ def _record_block_into(rec: EnergyRecord, block: DerivedBlock, x: torch.Tensor, 
         resid = _norm(cur - x_in) if leaky else _norm(cur)  # ||Δx|| / α
         add(plan, "step", repeat, 0, terms, total, resid, gnorm, step_flags)
 
-    old_hook = block.iterate_hook
-    block.iterate_hook = lambda plan, comp, states: iterates.append((comp, states))
+    training = block.training
+    block.eval()
     try:
-        with torch.no_grad(), parametrize.cached():
-            for r in range(block.repeats):
-                for plan in block.plans:
-                    iterates.clear()
-                    new, xs, _, cur = block.group_step(plan, x, clamped, return_states=True)
-                    comps = [c for c in plan.components if c.implicit]
-                    for comp in comps:
-                        seq = [s for c, s in iterates if c is comp]
-                        for it, (terms, total, resid, gnorm) in enumerate(
-                                _solve_points(block, plan, comp, seq, xs)):
-                            add(plan, "iteration", r, it, terms, total, resid, gnorm,
-                                _solve_flags(info, plan))
-                    if not comps:
-                        add_step(plan, r, x, xs, cur)
-                        if r == block.repeats - 1:  # the energy after this group's last step
-                            _, xs2, _, cur2 = block.group_step(plan, new, clamped,
-                                                               return_states=True)
-                            add_step(plan, r + 1, new, xs2, cur2)
-                    x = new
+        with torch.no_grad():
+            out, trace = block.run(x, clamped, trace=True, **settings)
+            last = {}
+            for st in trace.steps:
+                plan, r = st.plan, st.repeat
+                vis = block.visible
+                for solve in st.solves:
+                    for it, (terms, total, resid, gnorm) in enumerate(
+                            _solve_points(block, plan, solve.component, solve.iterates, st.xs)):
+                        add(plan, "iteration", r, it, terms, total, resid, gnorm,
+                            _solve_flags(info, plan))
+                if not st.solves:
+                    add_step(plan, r, st.before[vis], st.xs, st.currents[vis])
+                    last[plan.name] = (plan, r, st.after[vis])
+            for plan, r, new in last.values():  # the energy after each group's last step
+                if r == trace.steps[-1].repeat:
+                    with parametrize.cached():
+                        _, xs2, _, cur2 = block.group_step(plan, new, clamped,
+                                                           return_states=True)
+                    add_step(plan, r + 1, new, xs2, cur2)
     finally:
-        block.iterate_hook = old_hook
-    return x
+        block.train(training)
+    return out
 
 
 def record_block(block: DerivedBlock, x: torch.Tensor, clamped: Mapping | None = None, *,
@@ -404,8 +393,8 @@ def record_block(block: DerivedBlock, x: torch.Tensor, clamped: Mapping | None =
                           f"{', '.join(map(str, shape))}), got {tuple(x.shape)}.")
     _check_settings(n_iter, solver, tol)
     rec = EnergyRecord(source=name)
-    with _overrides(block, n_iter, solver, tol):
-        rec.outputs = _record_block_into(rec, block, x, dict(clamped or {}), 0, name)
+    rec.outputs = _record_block_into(rec, block, x, dict(clamped or {}), 0, name,
+                                     _run_settings(block, n_iter, solver, tol))
     return rec
 
 
@@ -425,22 +414,29 @@ def record_model(model: nn.Module, inputs: torch.Tensor, *, n_iter: int | None =
     rec.meta["model_config"] = {k: v for k, v in (getattr(model, "config", {}) or {}).items()
                                 if isinstance(v, (str, int, float, bool, type(None)))}
     order: list = []
+    outputs: dict = {}
 
     def pre_hook(name):
         def hook(module, args, kwargs):
             x = args[0] if args else kwargs["x"]
             clamped = {k: v for k, v in kwargs.items() if k != "x"}
             order.append(name)
-            _record_block_into(rec, module, x, clamped, len(order) - 1, name)
+            settings = _run_settings(module, n_iter, solver, tol)
+            outputs[name] = _record_block_into(rec, module, x, clamped, len(order) - 1, name,
+                                               settings)
+        return hook
+
+    def post_hook(name):
+        def hook(module, args, kwargs, output):
+            return outputs.pop(name)  # the recorded run (with the overrides) is the output
         return hook
 
     with contextlib.ExitStack() as stack, torch.no_grad():
         for n, m in blocks:
             stack.callback(m.register_forward_pre_hook(pre_hook(n), with_kwargs=True).remove)
+            stack.callback(m.register_forward_hook(post_hook(n), with_kwargs=True).remove)
         stack.callback(model.train, model.training)
         model.eval()
-        for _, m in blocks:
-            stack.enter_context(_overrides(m, n_iter, solver, tol))
         rec.outputs = model(inputs)
     return rec
 

@@ -117,10 +117,6 @@ class EnergyGraph(nn.Module):
             return self.neurons[layer.copy_of].lagrangian
         return layer.lagrangian
 
-    def neighbours(self, name: str, synapses: Iterable[str] | None = None) -> set[str]:
-        names = self.edges if synapses is None else synapses
-        return {m for s in names for m in self.edges[s] if name in self.edges[s] and m != name}
-
     def init_states(self, batch_size: int, *, std: float = 0.0, device=None, dtype=None,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """States ``{name: (batch_size, *shape)}``: zeros, or Gaussian with standard deviation ``std``."""
@@ -252,6 +248,48 @@ class EnergyGraph(nn.Module):
             if out[n] is None:  # no synapse touches this layer: zero current
                 out[n] = torch.zeros_like(gs[n])
         return out
+
+    def slot_currents(self, pairs, gs: Mapping[str, torch.Tensor], *, method: str = "auto",
+                      batch: int | None = None, like: torch.Tensor | None = None):
+        """Sum of the currents of ``pairs`` ``[(synapse, slot), ...]`` (all into one layer).
+
+        The derivation wing asks the graph for every current this way. ``method="auto"`` uses a
+        synapse's closed form where it has one, else autograd of the energy (tied) or of the
+        target's half energy (untied), one slot at a time. An activation missing from ``gs`` is
+        read as zeros of the layer's shape: the planner calls this only for currents it has
+        verified not to read that activation (docs/concepts/fast_layers.md#which-layers-are-implicit).
+        Returns ``None`` for an empty ``pairs``.
+        """
+        out = None
+        for s, i in pairs:
+            edge, syn = self.edges[s], self.synapses[s]
+            c = None
+            if method == "auto":
+                c = syn.current(i, *(gs.get(n) for n in edge))
+            if c is None:
+                c = self._slot_autograd(s, i, gs, like)
+            out = c if out is None else out + c
+        return out
+
+    def _slot_autograd(self, s, i, gs, like):
+        edge, syn = self.edges[s], self.synapses[s]
+        ref = like if like is not None else next(iter(gs.values()))
+        loc = [gs[n] if n in gs else ref.new_zeros((ref.shape[0], *self.neurons[n].shape))
+               for n in edge]
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not syn.tied:
+                probe = torch.zeros_like(loc[i], requires_grad=True)
+                half = syn.half_energy(i, probe, *loc).sum()
+                (gr,) = torch.autograd.grad(half, probe, create_graph=create_graph)
+                return -gr
+            # a fresh alias of the slot's activation: the partial derivative must not follow
+            # paths through other activations computed from it (docs/concepts/synapses.md)
+            g = loc[i]
+            loc[i] = g.view_as(g) if g.requires_grad else g.detach().requires_grad_(True)
+            e = syn.energy(*loc).sum()
+            (gr,) = torch.autograd.grad(e, loc[i], create_graph=create_graph, allow_unused=True)
+        return -gr if gr is not None else torch.zeros_like(loc[i])
 
     def _autograd_currents(self, gs, pending, add, create_graph, targets):
         tied = [(s, i) for s, i in pending if self.synapses[s].tied]

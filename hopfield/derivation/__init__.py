@@ -1,8 +1,10 @@
 """The derivation wing: plan a declared energy, execute the plan as a block, report on it."""
 
-from .block import DerivedBlock, derive
-from .plan import Group
+from .block import DerivedBlock
+from .builder import derive
+from .plan import Component, Group, Plan
 from .report import LyapunovReport, describe_block, lyapunov_report
+from .trace import SolveTrace, StepTrace, Trace
 
-__all__ = ["DerivedBlock", "Group", "LyapunovReport", "derive", "describe_block",
-           "lyapunov_report"]
+__all__ = ["Component", "DerivedBlock", "Group", "LyapunovReport", "Plan", "SolveTrace",
+           "StepTrace", "Trace", "derive", "describe_block", "lyapunov_report"]

@@ -1,27 +1,19 @@
-r"""Derive a network block from a declared energy (THEORY §4–5).
+r"""The derived block: executes the plans of :func:`~hopfield.derive` (docs/concepts/fast_layers.md).
 
-:func:`derive` reads the graph and decides, for each *group* of synapses acting on the visible
-layer (operator splitting, one residual or leaky step per group, in order):
-
-1. which layers of the group are *fast* ($\tau = 0$) and must sit at equilibrium;
-2. how the fast layers fall into connected components (joined by synapses among fast layers);
-   a single fast layer not coupled to itself is **explicit** (one evaluation of its current),
-   a component of two or more layers (or a self-coupled one) is **implicit**: a fixed point
-   solved iteratively, e.g. $x_2 = (1 - F)^{-1}(y)$ for iMixer's token group;
-3. the current the settled group sends into the visible layer, and the step it takes.
-
-Inside an implicit component the layers are ordered by their distance from the slow layers.
-The farthest layers are eliminated inside the fixed-point map; the iteration starts from the
-currents of the slow layers alone (for iMixer: $x_2 = y$, i.e. $\sigma(x_3)$ absent) and each
-iteration sweeps from the farthest layer back to the roots, which reproduces the published
-iMixer loop $x_2 \leftarrow y + F(x_2)$ exactly.
+For each group (operator splitting, in order) the fast layers settle, component by component
+in dependency order: an explicit component is one evaluation of its current, an implicit one a
+fixed point $z = y + F(z)$ solved by a registered solver. Then the group's slow layers take the
+one step rule of :mod:`hopfield.dynamics.steps`, block-coordinate (one slow layer at a time,
+the fast layers settling before each) or simultaneously. Every current comes from the graph
+(:meth:`~hopfield.EnergyGraph.slot_currents`); the block never re-derives one.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
 from contextlib import nullcontext
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -30,98 +22,75 @@ from torch.nn.utils import parametrize
 from ..core.errors import WiringError
 from ..core.graph import EnergyGraph
 from ..dynamics.implicit import solve_fixed_point
-from ..dynamics.spectral import SCHEDULES
 from ..dynamics.steps import step
-from .plan import Group, _Component, _Plan, _plan_group
+from .plan import Component, Plan, check_options
 from .report import LyapunovReport, describe_block, feedback_lipschitz, lyapunov_report
+from .trace import SolveTrace, StepTrace, Trace
 
-__all__ = ["Group", "derive", "DerivedBlock", "LyapunovReport", "lyapunov_report"]
-
-CURRENT_METHODS = ("auto", "autograd")
+__all__ = ["DerivedBlock"]
 
 
 class DerivedBlock(nn.Module):
     """An ``nn.Module`` whose forward is the update derived from an :class:`EnergyGraph`.
 
-    ``forward(x, **clamped)`` takes the visible layer's state ``(batch, *shape)`` (and the states
-    of other clamped, non-copy layers by name) and returns the updated visible state. After a
-    forward, ``last_stats`` holds the solver stats of every implicit component.
+    ``forward(*slow_states, **clamped)`` takes the states of the slow layers ``(batch, *shape)``
+    in the order given to :func:`~hopfield.derive` (and the states of clamped, non-copy layers
+    by name) and returns the updated slow states in the same order (one tensor for a block
+    with one slow layer). After a forward, ``last_stats`` holds the solver stats of every
+    implicit component. :meth:`run` also returns a :class:`~hopfield.derivation.trace.Trace`.
     """
 
-    def __init__(self, graph: EnergyGraph, visible: str, plans: list[_Plan], repeats: int,
-                 currents: str, tied: bool, spectral_schedule: str = "forward"):
+    def __init__(self, graph: EnergyGraph, slow: tuple[str, ...], plans: list[Plan],
+                 repeats: int, currents: str, spectral_schedule: str = "forward"):
         super().__init__()
         self.graph = graph
-        self.visible = visible
-        self.plans = plans
+        self.slow = tuple(slow)
+        self.plans = tuple(plans)
         self.repeats = repeats
         self.currents_method = currents
-        self.tied = tied
         self.group_lagrangians = nn.ModuleList([p.lagrangian for p in plans if p.lagrangian])
+        self.clamped_inputs = tuple(dict.fromkeys(n for p in plans for n in p.clamped))
         self.last_stats: dict = {}
         # "forward": spectral norms evaluated once per forward; "iteration": before every
         # fixed-point iteration (the official iMixer hook); see docs/tutorials/interop.md
         self.spectral_schedule = spectral_schedule
         self.drop_path = 0.0  # stochastic depth rate on each group's increment (training only)
-        # called as hook(plan, component, {layer: state}) with every iterate an implicit solve
-        # evaluates (see hopfield.energy_plot); None in normal use
-        self.iterate_hook = None
+
+    @property
+    def visible(self) -> str:
+        """The first (for most blocks: the only) slow layer."""
+        return self.slow[0]
 
     # ------------------------------------------------------------------ evaluation helpers
-    def _current(self, targets_slots, gs):
-        """Sum of currents from ``[(syn, slot)]`` given activations ``gs``."""
-        g = self.graph
-        out = None
-        if self.currents_method == "auto":
-            for s, i in targets_slots:
-                # a target's own activation may not exist yet (it is being computed); closed
-                # forms of synapses linear in the target never read it
-                c = g.synapses[s].current(i, *(gs.get(n) for n in g.edges[s]))
-                if c is None:
-                    c = self._autograd_current(s, i, gs)
-                out = c if out is None else out + c
-            return out
-        for s, i in targets_slots:
-            c = self._autograd_current(s, i, gs)
-            out = c if out is None else out + c
-        return out
-
-    def _autograd_current(self, s, i, gs):
-        edge = self.graph.edges[s]
-        target = edge[i]
-        loc = {n: gs[n] for n in edge if n in gs}
-        if target not in loc:  # placeholder: the current of a linear synapse ignores its value
-            ref = gs[self.visible]
-            loc[target] = ref.new_zeros((ref.shape[0], *self.graph.neurons[target].shape))
-        return self.graph.currents(gs=loc, targets=[target], synapses=[s],
-                                   method="autograd")[target]
+    def _current(self, pairs, gs, like):
+        return self.graph.slot_currents(pairs, gs, method=self.currents_method, like=like)
 
     def _act(self, name, x):
         return self.graph.lagrangian_of(name).activation(x)
 
-    def _init_component(self, comp: _Component, gs: dict, xs: dict):
-        """Currents from the slow layers, and the starting states (ascending distance)."""
-        ext = {n: self._current(comp.external[n], gs) if comp.external[n] else None
-               for n in comp.layers}
-        # the eliminated layers are recomputed first thing in every sweep: they need no start
+    def _init_component(self, comp: Component, gs: dict, xs: dict, like):
+        """Currents from outside the component, and the starting states (ascending distance):
+        activations of the component not yet computed are read as absent (zero)."""
+        ext = {n: self._current(comp.external[n], gs, like) for n in comp.layers}
         single = len(comp.state) == 1
         for n in comp.order:
             if comp.implicit and n in comp.eliminated:
-                continue
+                continue  # recomputed first thing in every sweep: needs no start
             c = ext[n]
             if comp.lower.get(n):
-                low = self._current(comp.lower[n], gs)
+                low = self._current(comp.lower[n], gs, like)
                 c = low if c is None else c + low
             if c is None:
-                ref = xs[self.visible]
-                c = ref.new_zeros((ref.shape[0], *self.graph.neurons[n].shape))
+                c = like.new_zeros((like.shape[0], *self.graph.neurons[n].shape))
             xs[n] = c
             if not (comp.implicit and single):  # else the solve computes it from its iterate
                 gs[n] = self._act(n, c)
         return ext
 
-    def _component_map(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, ext: dict):
-        """The fixed-point map ``fmap`` on the packed iterate, its start ``z0`` and ``unpack``."""
+    def _component_map(self, comp: Component, gs: dict, xs: dict, ext: dict, like,
+                       record: list | None = None):
+        """The fixed-point map ``fmap`` on the packed iterate, its start ``z0``, ``unpack`` and
+        ``y`` (the currents from outside the component)."""
         shapes = [xs[n].shape for n in comp.state]
         single = len(comp.state) == 1
 
@@ -136,19 +105,18 @@ class DerivedBlock(nn.Module):
                 return d[comp.state[0]]
             return torch.cat([d[n].reshape(d[n].shape[0], -1) for n in comp.state], dim=1)
 
-        hook = self.iterate_hook
         needs_act = set(comp.eliminated) | (set(comp.state) if not single else set())
 
         def fmap(z):
             loc = dict(gs)
             states = unpack(z)
-            if hook is not None:  # observe the iterate (energy recording), never change it
-                hook(plan, comp, {n: v.detach() for n, v in states.items()})
+            if record is not None:  # observe the iterate (a Trace), never change it
+                record.append({n: v.detach() for n, v in states.items()})
             for n, zn in states.items():
                 loc[n] = self._act(n, zn)
             new = {}
             for n in comp.sweep:
-                c = self._current(comp.internal[n], loc)
+                c = self._current(comp.internal[n], loc, like)
                 c = c if ext[n] is None else ext[n] + c
                 if n in needs_act:  # the last layers' activations are recomputed from z
                     loc[n] = self._act(n, c)
@@ -174,7 +142,7 @@ class DerivedBlock(nn.Module):
     def _spectral_scope(self):
         return parametrize.cached() if self.spectral_schedule == "forward" else nullcontext()
 
-    def _prime_parametrizations(self, plan: _Plan):
+    def _prime_parametrizations(self, plan: Plan):
         if plan.grad != "unrolled" and torch.is_grad_enabled():
             # implicit/phantom solves run under no_grad: evaluate parametrized weights (spectral
             # norms) first, so that parametrize.cached() keeps copies that carry their gradient
@@ -182,77 +150,247 @@ class DerivedBlock(nn.Module):
                 for name in getattr(self.graph.synapses[s], "parametrizations", {}):
                     getattr(self.graph.synapses[s], name)
 
-    def _solve_component(self, comp: _Component, plan: _Plan, gs: dict, xs: dict, key: str,
-                         full: bool = False):
-        ext = self._init_component(comp, gs, xs)
-        if not comp.implicit:
-            return
-        fmap, z0, unpack, _ = self._component_map(comp, plan, gs, xs, ext)
+    def _solve(self, fmap, z0, plan: Plan):
         self._prime_parametrizations(plan)
-        z, stats = solve_fixed_point(self._scheduled(fmap), z0, solver=plan.solver,
-                                     grad=plan.grad, max_iter=plan.max_iter, tol=plan.tol,
-                                     solver_options=plan.solver_options)
-        self.last_stats[key] = stats
-        for n, zn in unpack(z).items():
-            xs[n], gs[n] = zn, self._act(n, zn)
-        if full:  # the eliminated layers at the solution (for energies and plots)
-            for n in comp.eliminated:
-                c = self._current(comp.internal[n], gs)
-                c = c if ext[n] is None else ext[n] + c
-                xs[n], gs[n] = c, self._act(n, c)
+        return solve_fixed_point(self._scheduled(fmap), z0, solver=plan.solver, grad=plan.grad,
+                                 max_iter=plan.max_iter, tol=plan.tol,
+                                 backward_tol=plan.backward_tol,
+                                 backward_max_iter=plan.backward_max_iter,
+                                 solver_options=dict(plan.solver_options))
 
-    def _group_inputs(self, plan: _Plan, x: torch.Tensor, clamped: dict):
-        vis = self.visible
-        lag = plan.lagrangian or self.graph.lagrangian_of(vis)
-        g_v = lag.activation(x)
-        xs, gs = {vis: x, **clamped}, {vis: g_v}
-        for n, v in clamped.items():
-            gs[n] = self._act(n, v)
-        for n in plan.copies:  # clamped memory copies of the visible layer
-            xs[n] = x
-            gs[n] = g_v if self.currents_method == "auto" else lag.activation(x)
+    def _settle(self, plan: Plan, gs: dict, xs: dict, like, full: bool, solves: list | None):
+        """Settle every fast component of ``plan`` in dependency order."""
+        implicit_index = 0
+        for ci, comp in enumerate(plan.components):
+            ext = self._init_component(comp, gs, xs, like)
+            if not comp.implicit:
+                continue
+            record = [] if solves is not None else None
+            fmap, z0, unpack, _ = self._component_map(comp, gs, xs, ext, like, record)
+            z, stats = self._solve(fmap, z0, plan)
+            self.last_stats[f"{plan.name}/{ci}"] = stats
+            if solves is not None:
+                solves.append(SolveTrace(comp, implicit_index, record, stats))
+            implicit_index += 1
+            for n, zn in unpack(z).items():
+                xs[n], gs[n] = zn, self._act(n, zn)
+            if full:  # the eliminated layers at the solution (for energies and plots)
+                for n in comp.eliminated:
+                    c = self._current(comp.internal[n], gs, like)
+                    c = c if ext[n] is None else ext[n] + c
+                    xs[n], gs[n] = c, self._act(n, c)
+
+    def _group_inputs(self, plan: Plan, states: dict, start: dict, clamped: Mapping):
+        """States and activations of the slow layers (through the group's Lagrangian), the
+        clamped inputs, and the memory copies (of the slow states at the group's start)."""
+        lag = plan.lagrangian
+        xs, gs = {}, {}
+        for n in plan.slow:
+            xs[n] = states[n]
+            gs[n] = (lag or self.graph.lagrangian_of(n)).activation(states[n])
+        for n in plan.clamped:
+            xs[n] = clamped[n]
+            gs[n] = self._act(n, clamped[n])
+        for n in plan.copies:  # clamped memory copies of a slow layer
+            src = self.graph.neurons[n].copy_of
+            xs[n] = start[src]
+            own = lag or self.graph.lagrangian_of(src)
+            same = start[src] is states[src] and self.currents_method == "auto"
+            gs[n] = gs[src] if same else own.activation(start[src])
         return xs, gs
 
-    def group_step(self, plan: _Plan, x: torch.Tensor, clamped: dict, *, return_states=False):
-        """One group's update of the visible state ``x`` (fast layers settled first)."""
-        xs, gs = self._group_inputs(plan, x, clamped)
-        for ci, comp in enumerate(plan.components):
-            self._solve_component(comp, plan, gs, xs, f"{plan.name}/{ci}", full=return_states)
-        cur = self._current(plan.into_visible, gs)
-        mask, keep = None, 1.0
-        if self.drop_path > 0 and self.training and plan.step == "residual":  # stochastic depth
-            keep = 1.0 - self.drop_path
-            mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        new = step(x, cur, rule=plan.step, step_size=plan.step_size,
-                   tau=self.graph.neurons[self.visible].tau, drop_mask=mask, keep_prob=keep)
+    def _step_layers(self, plan: Plan, layers, states, start, clamped, repeat, trace):
+        xs, gs = self._group_inputs(plan, states, start, clamped)
+        like = states[plan.slow[0]]
+        solves = [] if trace is not None else None
+        self._settle(plan, gs, xs, like, full=trace is not None, solves=solves)
+        out, currents = dict(states), {}
+        for n in layers:
+            cur = self._current(plan.into[n], gs, like)
+            x = states[n]
+            mask, keep = None, 1.0
+            if self.drop_path > 0 and self.training and plan.step == "residual":
+                keep = 1.0 - self.drop_path  # stochastic depth
+                mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+            out[n] = step(x, cur, rule=plan.step, step_size=plan.step_size,
+                          tau=self.graph.neurons[n].tau, drop_mask=mask, keep_prob=keep)
+            currents[n] = cur
+        if trace is not None:
+            trace.steps.append(StepTrace(
+                plan, repeat, tuple(layers), {n: states[n].detach() for n in layers},
+                {n: out[n].detach() for n in layers}, {k: v.detach() for k, v in xs.items()},
+                {k: v.detach() for k, v in currents.items()}, solves))
+        return out, xs, gs, currents
+
+    def _run_group(self, plan: Plan, states: dict, clamped: Mapping, repeat=0, trace=None):
+        start = dict(states)
+        if plan.schedule == "simultaneous" or len(plan.slow) == 1:
+            return self._step_layers(plan, plan.slow, states, start, clamped, repeat, trace)[0]
+        for n in plan.slow:  # block-coordinate: the fast layers settle before each slow step
+            states = self._step_layers(plan, (n,), states, start, clamped, repeat, trace)[0]
+        return states
+
+    def group_step(self, plan: Plan, x, clamped: Mapping, *, return_states: bool = False):
+        """One group's update of the slow state(s): ``x`` is the state of a one-slow-layer
+        block, or a ``{slow layer: state}`` dict. With ``return_states`` (one slow layer only):
+        ``(new, xs, gs, current)`` with every settled state and activation."""
+        states = x if isinstance(x, Mapping) else {self.visible: x}
         if return_states:
-            return new, xs, gs, cur
-        return new
+            if len(plan.slow) != 1:
+                raise ValueError("group_step(return_states=True) needs a group with one slow "
+                                 "layer; use run(..., trace=True) for the others.")
+            n = plan.slow[0]
+            out, xs, gs, cur = self._step_layers(plan, (n,), states, dict(states), clamped, 0,
+                                                 None)
+            self._fill_eliminated(plan, gs, xs, states[n])
+            return out[n], xs, gs, cur[n]
+        out = self._run_group(plan, dict(states), clamped)
+        return out if isinstance(x, Mapping) else out[self.visible]
+
+    def _fill_eliminated(self, plan, gs, xs, like):
+        for comp in plan.components:
+            if comp.implicit:
+                for n in comp.eliminated:
+                    ext = self._current(comp.external[n], gs, like)
+                    c = self._current(comp.internal[n], gs, like)
+                    c = c if ext is None else ext + c
+                    xs[n], gs[n] = c, self._act(n, c)
+
+    # ------------------------------------------------------------------ calling the block
+    def _check_inputs(self, states, clamped: Mapping) -> dict:
+        if len(states) != len(self.slow):
+            raise TypeError(f"DerivedBlock: expected the states of the slow layers "
+                            f"{list(self.slow)} in that order ({len(self.slow)} tensor(s)), got "
+                            f"{len(states)}.")
+        unknown = sorted(set(clamped) - set(self.clamped_inputs))
+        if unknown:
+            copies = [n for n in unknown if n in self.graph.neurons and
+                      self.graph.neurons[n].copy_of is not None]
+            hint = (f" ({copies} are memory copies, filled from the slow layers: do not pass "
+                    f"them)" if copies else "")
+            raise WiringError(f"DerivedBlock: clamped input(s) {unknown} name no clamped input "
+                              f"of this block{hint}; expected: {list(self.clamped_inputs)}.")
+        missing = [n for n in self.clamped_inputs if n not in clamped]
+        if missing:
+            raise WiringError(f"DerivedBlock: missing state(s) of clamped layer(s) {missing}; "
+                              f"call block(..., {missing[0]}=tensor of shape (batch, "
+                              f"{', '.join(map(str, self.graph.neurons[missing[0]].shape))})).")
+        batch = None
+        for n, x in [*zip(self.slow, states, strict=True), *clamped.items()]:
+            shape = self.graph.neurons[n].shape
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a tensor, got "
+                                f"{type(x).__name__}.")
+            if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+                kind = "slow" if n in self.slow else "clamped"
+                raise WiringError(f"DerivedBlock: {kind} layer {n!r} expects input (batch, "
+                                  f"{', '.join(map(str, shape))}), got {tuple(x.shape)}.")
+            if batch is not None and x.shape[0] != batch:
+                raise WiringError(f"DerivedBlock: layer {n!r} has batch size {x.shape[0]}, the "
+                                  f"others {batch}; every input must share the batch size.")
+            batch = x.shape[0]
+        return dict(zip(self.slow, states, strict=True))
+
+    def run(self, states, clamped: Mapping | None = None, *, trace: bool = False,
+            max_iter: int | None = None, solver: str | None = None, tol: float | None = None,
+            repeats: int | None = None):
+        """Run the block on ``states`` (one tensor, or a sequence in the slow layers' order).
+
+        ``max_iter``/``solver``/``tol`` override the implicit solves and ``repeats`` the number
+        of passes for this call only (the plans are never edited). Returns ``(outputs, trace)``
+        with ``trace`` a :class:`~hopfield.derivation.trace.Trace` when asked, else ``None``.
+        """
+        states = (states,) if isinstance(states, torch.Tensor) else tuple(states)
+        clamped = dict(clamped or {})
+        current = self._check_inputs(states, clamped)
+        plans = self.plans
+        if max_iter is not None or solver is not None or tol is not None:
+            changes = {k: v for k, v in (("max_iter", max_iter), ("solver", solver),
+                                         ("tol", tol)) if v is not None}
+            plans = tuple(p.replace(**changes) if any(c.implicit for c in p.components) else p
+                          for p in plans)
+        tr = Trace() if trace else None
+        self.last_stats = {}
+        with self._spectral_scope():  # spectral norms: once per forward, or per iteration
+            for r in range(self.repeats if repeats is None else repeats):
+                for plan in plans:
+                    current = self._run_group(plan, current, clamped, r, tr)
+        out = tuple(current[n] for n in self.slow)
+        return (out[0] if len(out) == 1 else out), tr
+
+    def forward(self, *states: torch.Tensor, **clamped: torch.Tensor):
+        return self.run(states, clamped)[0]
+
+    def set_solve(self, group: int | str | None = None, **changes) -> DerivedBlock:
+        """Change how implicit components are solved (``solver``, ``max_iter``, ``tol``,
+        ``grad``, ``solver_options``, ``backward_tol``, ``backward_max_iter``) for one group
+        (index or name) or all (``None``). Plans are frozen: this replaces them, validated as
+        :func:`~hopfield.derive` validates its arguments. Returns the block.
+
+        Example:
+            >>> import hopfield as hf
+            >>> blk = hf.blocks.imixer_block(8, 6).set_solve(solver="anderson", tol=1e-8)
+            >>> blk.plans[0].solver, blk.plans[0].tol
+            ('anderson', 1e-08)
+        """
+        allowed = {"solver", "max_iter", "tol", "grad", "solver_options", "backward_tol",
+                   "backward_max_iter"}
+        bad = sorted(set(changes) - allowed)
+        if bad:
+            raise TypeError(f"set_solve: unknown setting(s) {bad}; valid: {sorted(allowed)}.")
+        names = [p.name for p in self.plans]
+        if group is not None and not (group in names or (isinstance(group, int) and
+                                                         0 <= group < len(names))):
+            raise ValueError(f"set_solve: group={group!r} names no group; groups: {names} "
+                             f"(or their indices).")
+        plans = []
+        for i, p in enumerate(self.plans):
+            if group is None or group in (i, p.name):
+                opt = {k: getattr(p, k) for k in ("step", "step_size", "schedule", "solver",
+                                                  "max_iter", "tol", "grad", "backward_tol",
+                                                  "backward_max_iter")}
+                opt.update({k: v for k, v in changes.items() if k != "solver_options"})
+                check_options(f"set_solve: {p.name}", opt, self.graph, p.slow)
+                if "solver_options" in changes:
+                    opt["solver_options"] = MappingProxyType(dict(changes["solver_options"] or {}))
+                p = p.replace(**{k: v for k, v in opt.items() if k in allowed})
+            plans.append(p)
+        self.plans = tuple(plans)
+        return self
 
     # ------------------------------------------------------------------ implicit groups
-    def _implicit(self, x, group, component, clamped):
-        plans = self.plans
-        if not 0 <= group < len(plans):
-            raise ValueError(f"group={group} out of range: this block has {len(plans)} group(s).")
-        plan = plans[group]
+    def _implicit(self, states, group, component, clamped):
+        if not 0 <= group < len(self.plans):
+            raise ValueError(f"group={group} out of range: this block has {len(self.plans)} "
+                             f"group(s).")
+        plan = self.plans[group]
         comps = [c for c in plan.components if c.implicit]
         if not 0 <= component < len(comps):
             raise ValueError(f"{plan.name} has {len(comps)} implicit component(s); got "
                              f"component={component}.")
-        comp = comps[component]
-        xs, gs = self._group_inputs(plan, x, clamped)
-        ext = self._init_component(comp, gs, xs)
-        return plan, comp, self._component_map(comp, plan, gs, xs, ext)
+        target = comps[component]
+        states = self._check_inputs((states,) if isinstance(states, torch.Tensor) else
+                                    tuple(states), dict(clamped))
+        xs, gs = self._group_inputs(plan, states, states, clamped)
+        like = states[plan.slow[0]]
+        for comp in plan.components:  # the components it reads settle first
+            if comp is target:
+                break
+            ext = self._init_component(comp, gs, xs, like)
+            if comp.implicit:
+                fmap, z0, unpack, _ = self._component_map(comp, gs, xs, ext, like)
+                z, _ = self._solve(fmap, z0, plan)
+                for n, zn in unpack(z).items():
+                    xs[n], gs[n] = zn, self._act(n, zn)
+        ext = self._init_component(target, gs, xs, like)
+        return plan, target, self._component_map(target, gs, xs, ext, like)
 
     def solve_implicit(self, x, group: int = 0, component: int = 0, **clamped):
-        r"""Solve one implicit component for visible state ``x``: returns ``(z, y, stats)`` with
+        r"""Solve one implicit component for slow state(s) ``x``: returns ``(z, y, stats)`` with
         $z = (1-F)^{-1}(y)$ (packed iterate: the root layer's state for iMixer)."""
         with parametrize.cached():
             plan, _, (fmap, z0, _, y) = self._implicit(x, group, component, clamped)
-            self._prime_parametrizations(plan)
-            z, stats = solve_fixed_point(fmap, z0, solver=plan.solver, grad=plan.grad,
-                                         max_iter=plan.max_iter, tol=plan.tol,
-                                         solver_options=plan.solver_options)
+            z, stats = self._solve(fmap, z0, plan)
         return z, y, stats
 
     def residual_map(self, z, x, group: int = 0, component: int = 0, **clamped):
@@ -262,18 +400,6 @@ class DerivedBlock(nn.Module):
         with parametrize.cached():
             _, _, (fmap, _, _, y) = self._implicit(x, group, component, clamped)
             return z - (fmap(z) - y)
-
-    def forward(self, x: torch.Tensor, **clamped: torch.Tensor) -> torch.Tensor:
-        shape = self.graph.neurons[self.visible].shape
-        if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            raise WiringError(f"DerivedBlock: visible layer {self.visible!r} expects input "
-                              f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}.")
-        self.last_stats = {}
-        with self._spectral_scope():  # spectral norms: once per forward, or per iteration
-            for _ in range(self.repeats):
-                for plan in self.plans:
-                    x = self.group_step(plan, x, clamped)
-        return x
 
     # ------------------------------------------------------------------ reports
     def describe(self) -> str:
@@ -306,73 +432,3 @@ class DerivedBlock(nn.Module):
                         f"spectral-norm coefficient or use an activation with slope <= 1.",
                         UserWarning, stacklevel=2)
         return out
-
-
-# ---------------------------------------------------------------------- planning
-
-
-def derive(graph: EnergyGraph, visible: str, groups: Sequence[Group | Sequence[str]] | None = None,
-           *, tied: bool | None = None, step: str = "residual", step_size: float = 1.0,
-           repeats: int = 1, solver: str = "fixed_point", max_iter: int = 4,
-           tol: float | None = None, grad: str = "unrolled", solver_options: dict | None = None,
-           currents: str = "auto", spectral_schedule: str = "forward") -> DerivedBlock:
-    """Turn a declared energy into a block whose forward is the derived update.
-
-    Args:
-        graph: the energy.
-        visible: the slow layer the block updates (its input and output).
-        groups: operator-splitting groups, in order: :class:`Group` objects or plain lists of
-            synapse names. Default: one group with every synapse.
-        tied: ``True`` demands that every synapse be tied (raises otherwise); ``False`` or
-            ``None`` accept untied synapses (``describe()`` reports them).
-        step, step_size: default step rule and $\\alpha$ for groups that do not set their own.
-        repeats: apply the whole group sequence this many times (the Energy Transformer's $T$).
-        solver, max_iter, tol, grad, solver_options: defaults for implicit components:
-            a registered solver name, its iteration budget (the iMixer $k$ when ``tol=None``),
-            tolerance, gradient mode (``"unrolled"``, ``"implicit"``, ``"phantom"``).
-        currents: ``"auto"`` (closed forms where the synapse has one, pinned to autograd by the
-            tests; autograd elsewhere) or ``"autograd"`` (every current by autograd).
-        spectral_schedule: when spectral-normalised weights are refreshed: ``"forward"`` (once
-            per forward, the default) or ``"iteration"`` (before every fixed-point iteration,
-            as the official iMixer code does; the default for converted official checkpoints).
-
-    Returns:
-        A :class:`DerivedBlock`.
-    """
-    if not isinstance(graph, EnergyGraph):
-        raise TypeError(f"derive: expected an EnergyGraph, got {type(graph).__name__}.")
-    if visible not in graph.neurons:
-        raise WiringError(f"derive: visible={visible!r} is not a declared neuron; declared: "
-                          f"{sorted(graph.neurons)}.")
-    if graph.neurons[visible].clamped or graph.neurons[visible].is_fast:
-        raise WiringError(f"derive: the visible layer {visible!r} must be slow and not clamped.")
-    if currents not in CURRENT_METHODS:
-        raise ValueError(f"derive: currents must be one of {CURRENT_METHODS}, got {currents!r}.")
-    if spectral_schedule not in SCHEDULES:
-        raise ValueError(f"derive: spectral_schedule must be one of {SCHEDULES}, got "
-                         f"{spectral_schedule!r}.")
-    if not (isinstance(repeats, int) and repeats >= 1):
-        raise ValueError(f"derive: repeats must be an int >= 1, got {repeats!r}.")
-    if not (isinstance(max_iter, int) and max_iter >= 0):
-        raise ValueError(f"derive: max_iter must be an int >= 0, got {max_iter!r}.")
-    untied = sorted(s for s, syn in graph.synapses.items() if not syn.tied)
-    if tied and untied:
-        raise WiringError(f"derive: tied=True, but synapse(s) {untied} are untied; declare them "
-                          f"with tied=True or pass tied=False.")
-    if groups is None:
-        groups = [Group(list(graph.edges))]
-    groups = [g if isinstance(g, Group) else Group(list(g)) for g in groups]
-    defaults = dict(step=step, step_size=step_size, solver=solver, max_iter=max_iter, tol=tol,
-                    grad=grad, solver_options=solver_options)
-    owned: dict = {}
-    plans = [_plan_group(graph, visible, g, i + 1, defaults, owned) for i, g in enumerate(groups)]
-    fast_owner: dict = {}
-    for p in plans:
-        for c in p.components:
-            for n in c.layers:
-                if n in fast_owner:
-                    raise WiringError(f"derive: fast layer {n!r} is touched by {fast_owner[n]} "
-                                      f"and {p.name}; give each group its own fast layers.")
-                fast_owner[n] = p.name
-    return DerivedBlock(graph, visible, plans, repeats, currents, tied=not untied,
-                        spectral_schedule=spectral_schedule)
