@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
-from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -352,7 +351,7 @@ class DerivedBlock(nn.Module):
                 opt.update({k: v for k, v in changes.items() if k != "solver_options"})
                 check_options(f"set_solve: {p.name}", opt, self.graph, p.slow)
                 if "solver_options" in changes:
-                    opt["solver_options"] = MappingProxyType(dict(changes["solver_options"] or {}))
+                    opt["solver_options"] = dict(changes["solver_options"] or {})
                 p = p.replace(**{k: v for k, v in opt.items() if k in allowed})
             plans.append(p)
         self.plans = tuple(plans)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..core.errors import WiringError
@@ -141,7 +140,9 @@ class Plan:
 
 
 def _freeze(d: dict) -> Mapping:
-    return MappingProxyType({k: tuple(v) for k, v in d.items()})
+    # a plain dict of tuples: the dataclass is frozen; a MappingProxyType would make
+    # torch.compile break the graph
+    return {k: tuple(v) for k, v in d.items()}
 
 
 def check_options(name: str, opt: dict, graph, slow_here) -> None:
@@ -231,7 +232,7 @@ def plan_group(graph: EnergyGraph, slow: Sequence[str], group: Group, index: int
     return Plan(name=name, synapses=tuple(syns), slow=slow_here, into=_freeze(into),
                 copies=tuple(copies), clamped=tuple(clamped), components=tuple(components),
                 lagrangian=group.lagrangian,
-                solver_options=MappingProxyType(dict(opt.pop("solver_options") or {})), **opt)
+                solver_options=dict(opt.pop("solver_options") or {}), **opt)
 
 
 def _reads(graph, syns, fast_set, name):
