@@ -16,13 +16,14 @@ pins each closed form to the autograd derivation above.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .errors import WiringError
+from .validate import check_int, check_positive, check_size, is_int
 
 __all__ = ["Synapse", "Dense", "Conv", "HopfieldMemory", "MultiHeadAttention", "Bias",
            "FunctionSynapse", "apply_on_axis"]
@@ -58,6 +59,14 @@ class Synapse(nn.Module):
         """Closed-form current into slot ``target``, or ``None`` (use autograd)."""
         return None
 
+    def affine_slots(self) -> frozenset[int] | None:
+        """The slots in which this synapse's energy (each half energy, when untied) is affine, so
+        that the current into such a slot never reads that slot's own activation; ``None`` when
+        undeclared. The planner verifies a declaration numerically once, at plan time, and
+        measures an undeclared synapse (docs/concepts/fast_layers.md#which-layers-are-implicit).
+        """
+        return None
+
     def check_shapes(self, shapes: Sequence[tuple[int, ...]], where: str) -> None:
         """Raise :class:`~hopfield.WiringError` if the layer shapes do not fit this synapse."""
 
@@ -90,11 +99,14 @@ class Dense(Synapse):
         torch.Size([4])
     """
 
+    def affine_slots(self):
+        return frozenset({0, 1})  # bilinear: each current reads only the other endpoint
+
     def __init__(self, in_dim: int, out_dim: int, *, axis: int = -1, bias: bool = True,
                  tied: bool = True):
         super().__init__()
-        if not (in_dim > 0 and out_dim > 0):
-            raise ValueError(f"Dense: expected positive sizes, got in_dim={in_dim}, out_dim={out_dim}.")
+        check_size("Dense", "in_dim", in_dim)
+        check_size("Dense", "out_dim", out_dim)
         self.in_dim, self.out_dim, self.axis, self.tied = int(in_dim), int(out_dim), axis, tied
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
@@ -165,9 +177,17 @@ class Conv(Synapse):
     convolution with the same kernel). Untied: $I_A$ uses an independent kernel ``weight_back``.
     """
 
+    def affine_slots(self):
+        return frozenset({0, 1})  # bilinear
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
                  padding: int = 0, bias: bool = True, tied: bool = True):
         super().__init__()
+        for name, size in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("kernel_size", kernel_size)):
+            check_size("Conv", name, size)
+        check_int("Conv", "stride", stride, minimum=1)
+        check_int("Conv", "padding", padding, minimum=0)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding, self.tied = kernel_size, stride, padding, tied
         k = kernel_size
@@ -230,11 +250,15 @@ class HopfieldMemory(Synapse):
 
     arity = 1
 
+    def affine_slots(self):
+        return frozenset()  # log-sum-exp: the current reads its own layer
+
     def __init__(self, dim: int, num_memories: int, *, beta: float = 1.0, axis: int = -1,
                  tied: bool = True):
         super().__init__()
-        if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
-            raise ValueError(f"HopfieldMemory: expected a positive finite beta, got beta={beta!r}.")
+        check_size("HopfieldMemory", "dim", dim)
+        check_size("HopfieldMemory", "num_memories", num_memories)
+        check_positive("HopfieldMemory", "beta", beta)
         self.dim, self.num_memories, self.beta, self.axis, self.tied = dim, num_memories, float(beta), axis, tied
         self.patterns = nn.Parameter(torch.randn(num_memories, dim) / math.sqrt(dim))
         self.values = None if tied else nn.Parameter(torch.randn(num_memories, dim) / math.sqrt(dim))
@@ -280,22 +304,23 @@ class MultiHeadAttention(Synapse):
     term through the keys. States are ``(tokens, dim)`` per sample.
     """
 
+    def affine_slots(self):
+        return frozenset()  # softmax of query-key scores: non-linear in queries and keys
+
     def __init__(self, dim: int, num_heads: int, *, head_dim: int | None = None,
                  beta: float | None = None, memory: bool = True, tied: bool = True,
                  bias: bool = False, out_bias: bool = True):
         super().__init__()
-        if not (isinstance(num_heads, int) and num_heads >= 1):
-            raise ValueError(f"MultiHeadAttention: expected num_heads >= 1, got {num_heads!r}.")
+        who = "MultiHeadAttention"
+        check_size(who, "dim", dim)
+        check_size(who, "num_heads", num_heads)
+        check_size(who, "head_dim", head_dim, none_ok=True)
+        check_positive(who, "beta", beta, none_ok=True)
         if head_dim is None and dim % num_heads:
             raise ValueError(f"MultiHeadAttention: dim={dim} is not divisible by "
                              f"num_heads={num_heads}; pass head_dim explicitly.")
-        head_dim = head_dim or dim // num_heads
-        if num_heads <= 0 or head_dim <= 0:
-            raise ValueError(f"MultiHeadAttention: expected num_heads >= 1 and head_dim >= 1, "
-                             f"got num_heads={num_heads}, head_dim={head_dim}.")
+        head_dim = dim // num_heads if head_dim is None else head_dim
         beta = 1.0 / math.sqrt(head_dim) if beta is None else beta
-        if not (beta > 0 and math.isfinite(beta)):
-            raise ValueError(f"MultiHeadAttention: expected a positive finite beta, got {beta!r}.")
         self.dim, self.num_heads, self.head_dim, self.beta = dim, num_heads, head_dim, float(beta)
         self.memory, self.tied, self.arity = memory, tied, 2 if memory else 1
         inner = num_heads * head_dim
@@ -367,9 +392,19 @@ class Bias(Synapse):
 
     arity = 1
 
+    def affine_slots(self):
+        return frozenset({0})
+
     def __init__(self, shape):
         super().__init__()
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        dims = (shape,) if is_int(shape) else shape
+        if not (isinstance(dims, Sequence) and len(dims) > 0 and all(is_int(s) for s in dims)):
+            raise TypeError(f"Bias: expected shape to be an int or a non-empty tuple of ints (the "
+                            f"layer's shape), got shape={shape!r}.")
+        if any(s < 1 for s in dims):
+            raise ValueError(f"Bias: expected positive sizes in shape, got shape={tuple(dims)}; "
+                             f"every size must be >= 1.")
+        shape = tuple(dims)
         self.shape = shape
         self.bias = nn.Parameter(torch.zeros(shape))
 
@@ -389,17 +424,34 @@ class FunctionSynapse(Synapse):
 
     Currents come from autograd. Parameters can be attached as ``params`` (a dict of tensors,
     registered as ``nn.Parameter``\ s and passed to ``fn`` as keyword arguments).
+    ``affine``: the slots ``fn`` is affine in (e.g. ``(0,)``), checked at plan time; the default
+    ``None`` lets the planner measure it (docs/concepts/fast_layers.md#which-layers-are-implicit).
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor], arity: int,
-                 params: dict[str, torch.Tensor] | None = None):
+                 params: dict[str, torch.Tensor] | None = None,
+                 affine: Sequence[int] | None = None):
         super().__init__()
+        if affine is not None:
+            bad = [i for i in affine if not (isinstance(i, int) and 0 <= i < arity)]
+            if bad or not isinstance(arity, int):
+                raise ValueError(f"FunctionSynapse: affine must list slot indices in "
+                                 f"0..{arity - 1}, got {tuple(affine)!r}.")
+        self._affine = None if affine is None else frozenset(affine)
         if not callable(fn):
             raise TypeError(f"FunctionSynapse: fn must be callable, got {type(fn).__name__}.")
-        if not (isinstance(arity, int) and arity >= 1):
-            raise ValueError(f"FunctionSynapse: arity must be a positive int, got {arity!r}.")
+        if not (is_int(arity) and arity >= 1):
+            raise ValueError(f"FunctionSynapse: arity must be a positive int (the number of "
+                             f"layers fn takes), got arity={arity!r}.")
+        if params is not None and not (isinstance(params, Mapping) and all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in params.items())):
+            raise TypeError(f"FunctionSynapse: params must be a dict of name -> tensor (or None), "
+                            f"got {params!r}.")
         self.fn, self.arity = fn, arity
         self.params = nn.ParameterDict({k: nn.Parameter(v) for k, v in (params or {}).items()})
+
+    def affine_slots(self):
+        return self._affine
 
     def energy(self, *gs):
         e = self.fn(*gs, **dict(self.params))

@@ -9,6 +9,11 @@ Given the fixed point $z^\star = f(z^\star, \theta)$ of a solve,
   application of $f$ to $\theta$ and the inputs. Memory is independent of the iteration count;
 * ``"phantom"`` backpropagates through ``phantom_steps`` applications of $f$ started at the
   detached solution (the cheap one-step gradient of Fung et al. 2022 / Geng et al. 2021).
+
+Every setting is checked before anything is solved (``max_iter``, ``tol``, ``backward_max_iter``,
+``backward_tol``, ``phantom_steps``, and ``solver_options`` against the solver's signature). A
+diverging forward or backward solve raises :class:`~hopfield.dynamics.DivergenceError` (see
+``docs/concepts/fast_layers.md#convergence-and-divergence``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from .solvers import SolverStats, get_solver
+from ..core.validate import check_int
+from .guards import check_iteration_settings, check_solver_options
+from .solvers import DivergenceError, SolverStats, get_solver
 
 __all__ = ["GRAD_MODES", "solve_fixed_point"]
 
@@ -29,19 +36,28 @@ def solve_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tenso
                       tol: float | None = None, backward_max_iter: int | None = None,
                       backward_tol: float | None = 1e-8, phantom_steps: int = 1,
                       solver_options: dict | None = None) -> tuple[torch.Tensor, SolverStats]:
-    """Solve $z = f(z)$ from ``z0`` and attach the chosen gradient. Returns ``(z, stats)``."""
+    """Solve $z = f(z)$ from ``z0`` and attach the chosen gradient. Returns ``(z, stats)``.
+
+    ``backward_max_iter`` (an int >= 1, default ``max(4 * max_iter, 50)``) and ``backward_tol``
+    (a finite number > 0 or ``None``) drive the implicit backward solve; ``phantom_steps`` (an int
+    >= 1) the phantom gradient. An empty batch returns ``z0`` unsolved (see the solvers' docs).
+    """
+    who = "solve_fixed_point"
     if grad not in GRAD_MODES:
         raise ValueError(f"Unknown gradient mode {grad!r}; valid: {', '.join(GRAD_MODES)}.")
     solve = get_solver(solver)
-    opts = dict(solver_options or {})
-    if grad == "unrolled" or not torch.is_grad_enabled():
+    check_iteration_settings(who, max_iter, tol)
+    check_iteration_settings(who, backward_max_iter, backward_tol, max_name="backward_max_iter",
+                             tol_name="backward_tol", min_iter=1, max_none_ok=True)
+    check_int(who, "phantom_steps", phantom_steps, minimum=1)
+    opts = check_solver_options(solver, solve, solver_options, who=who)
+    empty = isinstance(z0, torch.Tensor) and z0.dim() > 0 and z0.shape[0] == 0
+    if grad == "unrolled" or not torch.is_grad_enabled() or empty:
         return solve(f, z0, max_iter=max_iter, tol=tol, **opts)
     with torch.no_grad():
         z_star, stats = solve(f, z0, max_iter=max_iter, tol=tol, **opts)
     z_star = z_star.detach()
     if grad == "phantom":
-        if phantom_steps < 1:
-            raise ValueError(f"phantom_steps must be >= 1, got {phantom_steps}.")
         z = z_star
         for _ in range(phantom_steps):
             z = f(z)
@@ -65,6 +81,10 @@ def solve_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tenso
         solving[0] = True
         try:
             u, bstats = solve(g, v, max_iter=bwd_iter, tol=backward_tol, **opts)
+        except DivergenceError as err:
+            raise DivergenceError(f"{who}: the implicit backward solve u = v + J^T u diverged "
+                                  f"(J is the feedback map's Jacobian at the solution): {err}",
+                                  err.stats) from err
         finally:
             solving[0] = False
         stats.backward = bstats

@@ -9,8 +9,22 @@ iterations (the published iMixer loop is ``fixed_point`` with ``tol=None``); oth
 stops once the residual (``stop_mode``: ``"rel"`` $\lVert f(z)-z\rVert/\lVert f(z)\rVert$ or
 ``"abs"`` $\lVert f(z)-z\rVert$, per sample, max over the batch) falls below ``tol``. The stats
 record (:class:`SolverStats`) carries the residual trace, iterations, function evaluations and the
-converged / diverged flags. A solve that stops short of ``tol`` warns (:class:`ConvergenceWarning`);
-a NaN/Inf or exploding residual raises :class:`DivergenceError` with a diagnostic.
+converged / diverged flags.
+
+The solvers never report success on a broken result
+(``docs/concepts/fast_layers.md#convergence-and-divergence``):
+
+* stopping short of ``tol`` warns (:class:`ConvergenceWarning`; ``warn=False`` silences it);
+* a NaN/Inf or exploding residual in the loop, or a NaN/Inf result after it, raises
+  :class:`DivergenceError` whatever ``warn`` says, with ``err.stats`` set to ``converged=False``,
+  ``diverged=True``. With ``tol=None`` the loop is untouched: one finiteness check runs after it,
+  and ``converged=True`` means "the requested iterations ran and the result is finite";
+* under ``torch.compile`` / ``torch.export`` / ``torch.jit`` / FX tracing (or on ``meta``
+  tensors) that check is skipped so that the graph stays whole: ``checked=False``, and a
+  ``tol=None`` solve reports ``converged=False`` (unknown);
+* an empty batch returns ``z0`` at once: 0 iterations, ``converged=True``.
+
+``max_iter`` must be an int >= 0 and ``tol`` a finite number > 0 or ``None``.
 """
 
 from __future__ import annotations
@@ -22,6 +36,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.validate import is_int, is_real
+from .guards import check_solver_call, is_tracing
+
 __all__ = ["SolverStats", "ConvergenceWarning", "DivergenceError", "fixed_point", "anderson",
            "broyden", "get_solver", "register_solver", "solver_names"]
 
@@ -31,7 +48,14 @@ class ConvergenceWarning(UserWarning):
 
 
 class DivergenceError(FloatingPointError):
-    """A solve produced NaN/Inf or a residual that grew far beyond its start."""
+    """A solve produced NaN/Inf or a residual that grew far beyond its start.
+
+    ``stats`` is the solve's :class:`SolverStats` (``converged=False``, ``diverged=True``).
+    """
+
+    def __init__(self, message: str, stats: SolverStats | None = None):
+        super().__init__(message)
+        self.stats = stats
 
 
 @dataclass
@@ -47,6 +71,7 @@ class SolverStats:
     stop_mode: str = "rel"
     abs_residuals: list = field(default_factory=list)
     rel_residuals: list = field(default_factory=list)
+    checked: bool = True  # False when tracing skipped the final finiteness check
 
     @property
     def residuals(self) -> list[float]:
@@ -61,45 +86,76 @@ class SolverStats:
     def as_dict(self) -> dict:
         return {"solver": self.solver, "iterations": self.iterations, "nfev": self.nfev,
                 "converged": self.converged, "diverged": self.diverged, "tol": self.tol,
-                "stop_mode": self.stop_mode, "residuals": self.residuals}
+                "stop_mode": self.stop_mode, "residuals": self.residuals, "checked": self.checked}
 
 
 def _norms(diff: torch.Tensor, fz: torch.Tensor):
-    d = diff.detach().reshape(diff.shape[0], -1).norm(dim=-1)
-    f = fz.detach().reshape(fz.shape[0], -1).norm(dim=-1)
-    return d.max(), (d / (f + 1e-12)).max()
+    """Max over the batch of the absolute and relative residuals and of |f(z)| (norms taken in at
+    least float32, so that half-precision states do not overflow them)."""
+    wide = torch.promote_types(diff.dtype, torch.float32)
+    d = diff.detach().reshape(diff.shape[0], -1).to(wide).norm(dim=-1)
+    f = fz.detach().reshape(fz.shape[0], -1).to(wide).norm(dim=-1)
+    return d.max(), (d / (f + 1e-12)).max(), f.max()
 
 
-def _check_common(name, max_iter, tol, stop_mode):
-    if not (isinstance(max_iter, int) and max_iter >= 0):
-        raise ValueError(f"{name}: max_iter must be an int >= 0, got {max_iter!r}.")
-    if tol is not None and not (tol > 0):
-        raise ValueError(f"{name}: tol must be positive or None, got {tol!r}.")
-    if stop_mode not in ("rel", "abs"):
-        raise ValueError(f"{name}: stop_mode must be 'rel' or 'abs', got {stop_mode!r}.")
+_FIX = ("The feedback map is probably not a contraction: apply spectral normalisation "
+        "(hopfield.dynamics.spectral_norm), use smaller weights, damp the iteration "
+        "(solver_options={'damping': 0.5} for fixed_point) or use solver='anderson'.")
+
+
+def _check_common(name, f, z0, max_iter, tol, stop_mode):
+    check_solver_call(name, f, z0, max_iter, tol, stop_mode)
+    return SolverStats(name, tol=tol, stop_mode=stop_mode)
+
+
+def _empty(z0, stats: SolverStats) -> bool:
+    """An empty batch: nothing to solve (and nothing to reshape); reported as converged."""
+    if isinstance(z0, torch.fx.Proxy) or z0.shape[0] != 0:
+        return False
+    stats.converged = True
+    return True
 
 
 def _record(stats: SolverStats, diff, fz, divergence_factor, check):
-    a, r = _norms(diff, fz)
+    a, r, size = _norms(diff, fz)
     stats.abs_residuals.append(a)
     stats.rel_residuals.append(r)
     if not check:
         return False
-    cur = float(r if stats.stop_mode == "rel" else a)
+    a, r, size = torch.stack([a, r, size]).tolist()  # one device sync per iteration
+    cur = r if stats.stop_mode == "rel" else a
     first = float(stats.rel_residuals[0] if stats.stop_mode == "rel" else stats.abs_residuals[0])
-    if not math.isfinite(cur) or (cur > divergence_factor * max(first, 1e-30) and cur > 1.0):
-        stats.diverged = True
+    # an |f(z)| beyond the float range would make the relative residual 0: diverged, not converged
+    if (not all(map(math.isfinite, (a, r, size)))
+            or (cur > divergence_factor * max(first, 1e-30) and cur > 1.0)):
+        stats.diverged, stats.converged = True, False
         raise DivergenceError(
             f"{stats.solver}: fixed-point iteration diverged at iteration {stats.iterations} "
-            f"(residual {cur:.3g}, started at {first:.3g}). The feedback map is probably not a "
-            f"contraction: apply spectral normalisation (hopfield.dynamics.spectral_norm), lower "
-            f"the weights' scale, or use a damped/Anderson solver.")
+            f"(residual {cur:.3g}, started at {first:.3g}). {_FIX}", stats)
     return stats.tol is not None and cur < stats.tol
 
 
-def _finish(stats: SolverStats, warn: bool):
+def _finish(stats: SolverStats, warn: bool, z: torch.Tensor, z0: torch.Tensor,
+            extra: torch.Tensor | None = None):
+    """One finiteness check of the result (skipped under tracing), then flags and warnings."""
+    if is_tracing(z):
+        stats.checked = False
+        return stats
+    finite = torch.isfinite(z).all()
+    if extra is not None:
+        finite = finite & torch.isfinite(extra).all()
+    if not bool(finite):
+        stats.diverged, stats.converged = True, False
+        bad = int((~torch.isfinite(z)).sum())
+        what = (f"the result holds {bad} NaN/Inf of {z.numel()} values" if bad else
+                "f returns NaN/Inf at the result")
+        start = ("" if bool(torch.isfinite(z0).all()) else
+                 " The starting point z0 already held NaN/Inf: check the input first.")
+        raise DivergenceError(
+            f"{stats.solver}: fixed-point iteration diverged after the loop ({stats.iterations} "
+            f"iterations, tol={stats.tol}): {what}.{start} {_FIX}", stats)
     if stats.tol is None:
-        stats.converged = True  # a fixed iteration count was asked for
+        stats.converged = True  # the requested iterations ran and the result is finite
     elif not stats.converged and warn:
         warnings.warn(f"{stats.solver}: no convergence after {stats.iterations} iterations "
                       f"(residual {stats.final_residual:.3g} > tol {stats.tol:g}); raise max_iter "
@@ -113,14 +169,17 @@ def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, 
     r"""Plain (optionally damped) iteration $z \leftarrow (1-\lambda) z + \lambda f(z)$.
 
     With ``tol=None`` it runs exactly ``max_iter`` iterations and, unless ``record=True``, adds
-    nothing to the loop (no residual bookkeeping: the published iMixer loop, op for op). With a
+    nothing to the loop (no residual bookkeeping: the published iMixer loop, op for op; the
+    result is checked for NaN/Inf once, after the loop). With a
     ``tol`` (or ``record=True``) the residual recorded at iteration $i$ is
     $\lVert f(z_{i}) - z_{i}\rVert$, available as $z_{i+1}-z_i$.
     """
-    _check_common("fixed_point", max_iter, tol, stop_mode)
-    if not 0 < damping <= 1:
-        raise ValueError(f"fixed_point: damping must be in (0, 1], got {damping!r}.")
-    stats = SolverStats("fixed_point", tol=tol, stop_mode=stop_mode)
+    stats = _check_common("fixed_point", f, z0, max_iter, tol, stop_mode)
+    if not (is_real(damping) and 0 < damping <= 1):
+        raise ValueError(f"fixed_point: damping must be in (0, 1], got {damping!r}; 1 is the "
+                         f"plain iteration, smaller values damp it.")
+    if _empty(z0, stats):
+        return z0, stats
     z = z0
     check = tol is not None
     record = check if record is None else record
@@ -136,7 +195,7 @@ def fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, *, 
         if (record or check) and _record(stats, diff, fz, divergence_factor, check):
             stats.converged = True
             break
-    return z, _finish(stats, warn)
+    return z, _finish(stats, warn, z, z0)
 
 
 def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: str = "rel",
@@ -148,10 +207,12 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
     (ridge ``lam`` relative to the mean squared residual) and sets $z \leftarrow \text{mixing}\sum_i\alpha_i f(z_i) +
     (1-\text{mixing})\sum_i\alpha_i z_i$.
     """
-    _check_common("anderson", max_iter, tol, stop_mode)
-    if memory < 1:
-        raise ValueError(f"anderson: memory must be >= 1, got {memory!r}.")
-    stats = SolverStats("anderson", tol=tol, stop_mode=stop_mode)
+    stats = _check_common("anderson", f, z0, max_iter, tol, stop_mode)
+    if not (is_int(memory) and memory >= 1):
+        raise ValueError(f"anderson: memory must be an int >= 1 (past iterates kept), got "
+                         f"{memory!r}.")
+    if _empty(z0, stats):
+        return z0, stats
     shape, b = z0.shape, z0.shape[0]
     # histories as lists (no in-place buffer writes), so unrolled backprop through the
     # solver stays valid
@@ -196,7 +257,7 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
         if mixing != 1.0:
             new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
         z = new.reshape(shape)
-    return z, _finish(stats, warn)
+    return z, _finish(stats, warn, z, z0)
 
 
 def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: str = "rel",
@@ -206,8 +267,9 @@ def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: s
     Memory is $O(n^2)$ per sample, so it suits small states (tests, diagnostics); prefer
     ``anderson`` for large ones. Starts from $J^{-1} = -I$ (one plain step).
     """
-    _check_common("broyden", max_iter, tol, stop_mode)
-    stats = SolverStats("broyden", tol=tol, stop_mode=stop_mode)
+    stats = _check_common("broyden", f, z0, max_iter, tol, stop_mode)
+    if _empty(z0, stats):
+        return z0, stats
     shape, b = z0.shape, z0.shape[0]
     n = z0[0].numel()
     if n > 4096:
@@ -239,7 +301,8 @@ def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: s
         denom = (dz * hdr).sum(-1, keepdim=True)
         denom = torch.where(denom.abs() < 1e-30, torch.full_like(denom, 1e-30), denom)
         inv = inv + ((dz - hdr) / denom)[..., None] * (dz[:, None, :] @ inv)
-    return z.reshape(shape), _finish(stats, warn)
+    z = z.reshape(shape)
+    return z, _finish(stats, warn, z, z0, extra=r)
 
 
 _SOLVERS: dict[str, Callable] = {"fixed_point": fixed_point, "anderson": anderson,
