@@ -178,12 +178,12 @@ def _load_weights(path: Path, ema: bool):
 def _cmd_eval(args) -> int:
     from .data import load_dataset
     from .loader import BatchLoader, Transform
-    from .models import create_model
+    from .models import model_from_config
     from .trainutil import amp_dtype, evaluate, resolve_device, write_confusion
 
     state, meta, path = _load_weights(Path(args.path), args.ema)
-    cfg = dict(meta["model_config"])
-    model = create_model(cfg.pop("name"), **{k: v for k, v in cfg.items() if k != "family"})
+    # settings the config does not record (an older checkpoint) take their defaults of then
+    model = model_from_config(meta["model_config"])
     model.load_state_dict(state)
     device = resolve_device(args.device)
     dataset = args.dataset or meta["dataset"]

@@ -257,7 +257,7 @@ def load_model(path: str | os.PathLike, name: str | None = None, **overrides):
     """
     import torch
 
-    from .models import create_model
+    from .models import create_model, restore_config
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -286,6 +286,8 @@ def load_model(path: str | os.PathLike, name: str | None = None, **overrides):
             raise ValueError(f"{path} holds weights without a model configuration; name the "
                              f"model too (--model NAME).")
         cfg = {"name": name}
+    else:  # settings the config does not record (an older checkpoint): their defaults of then
+        cfg = restore_config(cfg)
     cfg.pop("family", None)
     model_name = cfg.pop("name", None) or name  # the checkpoint's own configuration wins
     cfg.update(overrides)

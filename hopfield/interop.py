@@ -1,8 +1,10 @@
 r"""Load timm / official-iMixer checkpoints into derived models, and write them back.
 
-The derived blocks *are* the published blocks (THEORY §4; ``tests/test_equivalence.py`` pins them
-to reference implementations in float64), so every tensor of a checkpoint has exactly one place
-in the derived model. Per block ``blocks.<i>.``:
+The derived blocks *are* the published blocks (``docs/concepts/fast_layers.md#classic-blocks``;
+``tests/derivation/test_equivalence.py`` pins them to reference implementations in float64, and
+``tests/derivation/test_faithful.py`` pins 20 training steps of a converted iMixer to the official
+loop), so every tensor of a checkpoint has exactly one place in the derived model. Per block
+``blocks.<i>.``:
 
 | checkpoint | derived block |
 |---|---|
@@ -29,16 +31,25 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import re
-from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 
 import torch
-from torch import nn
 
 from . import blocks as B
+from ._interop_layout import (
+    _FULL,
+    _UNSUPPORTED,
+    _fits,
+    _guess,
+    _key_map,
+    _layout,
+    _optional,
+    _short,
+    _stem_key,
+    read_checkpoint,
+)
+from .dynamics.spectral import SCHEDULES
 from .models import HopfieldClassifier
 
 __all__ = ["SOURCES", "convert", "export", "infer_config", "read_checkpoint"]
@@ -50,136 +61,11 @@ _OPTIONS = {  # what the tensors' shapes cannot tell: name -> default (None: req
     "timm_vit": {"eps": 1e-6, "dtype": None, "currents": "auto", "num_heads": None},
     "imixer": {"eps": 1e-6, "dtype": None, "currents": "auto", "n_iter": 4, "coeff": 0.9,
                "n_power_iterations": 8, "solver": "fixed_point", "tol": None,
-               "grad": "unrolled", "solver_options": None},
+               "grad": "unrolled", "solver_options": None,
+               # the official hook refreshes the spectral norms before every call of fc_sn*:
+               # per fixed-point iteration, so that training follows the official loop exactly
+               "spectral_schedule": "iteration"},
 }
-_FULL = {"depth": 1, "qkv_bias": True, "spectral_norm": True}  # for describing a layout
-_SN_SUFFIXES = {"weight_orig": "original", "weight_u": "0.u", "weight_v": "0.v",
-                "weight_sigma": "0.sigma"}
-_UNSUPPORTED = {"fc_norm": "fc_norm (timm global_pool='avg': pool, then norm)",
-                "norm_pre": "norm_pre", "reg_token": "reg_token (register tokens)",
-                "ls1": "LayerScale (ls1/ls2)", "ls2": "LayerScale (ls1/ls2)",
-                "stem.norm": "stem_norm", "q_norm": "qk_norm", "k_norm": "qk_norm"}
-
-
-# ----------------------------------------------------------------------------- key layouts
-def _block_keys(source: str, cfg: dict) -> dict[str, str]:
-    """``{checkpoint key: derived key}`` for one block, without the ``blocks.<i>.`` prefix."""
-    keys: dict[str, str] = {}
-
-    def linear(src, dst, w="weight", b="bias"):  # an affine map's weight and bias
-        keys.update({f"{src}.weight": f"{dst}.{w}", f"{src}.bias": f"{dst}.{b}"})
-
-    def mlp(src, synapse):  # fc2(σ(fc1 ·)) <-> E = -<g_B, W g_A + b> with untied back half V, c
-        linear(f"{src}.fc1", f"graph.synapses.{synapse}")
-        linear(f"{src}.fc2", f"graph.synapses.{synapse}", "weight_back", "bias_back")
-
-    linear("norm1", "graph.neurons.x.lagrangian")  # nn.LayerNorm <-> layer-norm Lagrangian
-    if source == "timm_mixer":
-        mlp("mlp_tokens", "token_mlp")
-    elif source == "imixer":  # module order: fc1, fc_sn1, fc_sn2, fc2
-        linear("mlp_tokens.fc1", "graph.synapses.token_in")
-        fb = "graph.synapses.token_feedback"
-        for fc, w, b in (("fc_sn1", "weight", "bias"), ("fc_sn2", "weight_back", "bias_back")):
-            keys[f"mlp_tokens.{fc}.bias"] = f"{fb}.{b}"
-            if cfg["spectral_norm"]:
-                for s, d in _SN_SUFFIXES.items():
-                    keys[f"mlp_tokens.{fc}.{s}"] = f"{fb}.parametrizations.{w}.{d}"
-            else:
-                keys[f"mlp_tokens.{fc}.weight"] = f"{fb}.{w}"
-        linear("mlp_tokens.fc2", "graph.synapses.token_in", "weight_back", "bias_back")
-    else:  # fused qkv rows (q; k; v) are the synapse's in_proj rows
-        linear("attn.qkv", "graph.synapses.attn", "in_proj_weight", "in_proj_bias")
-        if not cfg["qkv_bias"]:
-            del keys["attn.qkv.bias"]
-        linear("attn.proj", "graph.synapses.attn.out_proj")
-    linear("norm2", "group_lagrangians.0")
-    mlp("mlp" if source == "timm_vit" else "mlp_channels",
-        "mlp" if source == "timm_vit" else "channel_mlp")
-    return keys
-
-
-def _key_map(source: str, cfg: dict) -> dict[str, str]:
-    """``{checkpoint key: derived model key}`` for a whole model of ``cfg["depth"]`` blocks."""
-    keys = {"cls_token": "cls_token", "pos_embed": "pos_embed"} if source == "timm_vit" else {}
-    stem = "patch_embed.proj" if source == "timm_vit" else "stem.proj"
-    keys.update({f"{stem}.weight": "stem.proj.weight", f"{stem}.bias": "stem.proj.bias"})
-    block = _block_keys(source, cfg)
-    for i in range(cfg["depth"]):
-        keys.update({f"blocks.{i}.{s}": f"blocks.{i}.{d}" for s, d in block.items()})
-    keys.update({k: k for k in ("norm.weight", "norm.bias", "head.weight", "head.bias")})
-    return keys
-
-
-def _stem_key(source: str) -> str:
-    return "patch_embed.proj.weight" if source == "timm_vit" else "stem.proj.weight"
-
-
-def _optional(key: str) -> bool:
-    return key.endswith("weight_sigma")  # a logging buffer of the official spectral norm
-
-
-def _layout(source: str, cfg: dict) -> str:
-    """The expected key layout, compactly: ``blocks.<i>.norm1.{weight,bias}, ...``."""
-    groups: dict[str, list[str]] = {}
-    for k in _key_map(source, dict(cfg, depth=1)):
-        head, _, leaf = re.sub(r"^blocks\.0\.", "blocks.<i>.", k).rpartition(".")
-        groups.setdefault(head or leaf, []).append(leaf if head else "")
-    parts = [h if leaves == [""] else f"{h}.{{{','.join(leaves)}}}" for h, leaves in groups.items()]
-    return ", ".join(parts)
-
-
-# ----------------------------------------------------------------------------- reading
-def read_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` from a state dict, a module, a ``{"state_dict": ...}`` or
-    ``{"model": ...}`` wrapper, or a path to a ``torch.save`` file (read with
-    ``weights_only=True``) or a ``.safetensors`` file. A ``module.`` prefix (DataParallel) is
-    removed."""
-    if isinstance(checkpoint, (str, os.PathLike)):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"read_checkpoint: no checkpoint file at {str(path)!r}.")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            checkpoint = load_file(str(path), device="cpu")
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(checkpoint, nn.Module):
-        checkpoint = checkpoint.state_dict()
-    while isinstance(checkpoint, Mapping):
-        inner = next((checkpoint[k] for k in ("state_dict", "model")
-                      if isinstance(checkpoint.get(k), Mapping)), None)
-        if inner is None:
-            break
-        checkpoint = inner
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"read_checkpoint: expected a state dict (name -> tensor), a module or a "
-                        f"path, got {type(checkpoint).__name__}.")
-    bad = sorted(str(k) for k, v in checkpoint.items() if not isinstance(v, torch.Tensor))
-    if bad:
-        raise ValueError(f"read_checkpoint: expected tensors only, but {_short(bad)} are not "
-                         f"tensors; pass the model's state dict (unwrapped).")
-    sd = dict(checkpoint)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def _short(keys, limit=12) -> str:
-    keys = list(keys)
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return "[" + ", ".join(repr(k) for k in keys[:limit]) + more + "]"
-
-
-def _guess(sd) -> str | None:
-    text = " ".join(sd)
-    for source, marker in (("imixer", "fc_sn1"), ("timm_mixer", "mlp_tokens"),
-                           ("timm_vit", "attn.qkv")):
-        if marker in text:
-            return source
-    return None
-
-
 # ----------------------------------------------------------------------------- inference
 def infer_config(checkpoint, source: str) -> dict:
     r"""Read the architecture off the tensors' shapes.
@@ -252,6 +138,10 @@ def _options(source: str, overrides: dict) -> dict:
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"convert(source={source!r}): dtype must be a floating torch.dtype "
                          f"(e.g. torch.float32), got {dtype!r}.")
+    schedule = overrides.get("spectral_schedule", valid.get("spectral_schedule"))
+    if schedule not in (None, *SCHEDULES):
+        raise ValueError(f"convert(source={source!r}): spectral_schedule must be one of "
+                         f"{', '.join(map(repr, SCHEDULES))}, got {schedule!r}.")
     return {**valid, **overrides}
 
 
@@ -266,7 +156,7 @@ def _build(source: str, cfg: dict, opt: dict) -> HopfieldClassifier:
             B.imixer_block, n, dim, cfg["token_dim"], cfg["feedback_dim"], cfg["channel_dim"],
             coeff=coeff, n_power_iterations=opt["n_power_iterations"], max_iter=opt["n_iter"],
             solver=opt["solver"], tol=opt["tol"], grad=opt["grad"],
-            solver_options=opt["solver_options"], **kw)
+            solver_options=opt["solver_options"], spectral_schedule=opt["spectral_schedule"], **kw)
     else:
         heads = opt["num_heads"]
         if heads is None:
@@ -300,12 +190,16 @@ def convert(checkpoint, source: str, **overrides) -> HopfieldClassifier:
             with its defaults: class token, learned position embedding, pre-norm, fused qkv,
             class-token pooling) or ``"imixer"`` (the official iMixer).
         **overrides: what shapes cannot tell. ``num_heads`` (ViT, required); ``n_iter`` (iMixer
-            $k$, default 4), ``coeff`` (0.9), ``n_power_iterations`` (8), ``solver``, ``tol``,
-            ``grad``, ``solver_options`` (iMixer); ``eps`` (layer norms, 1e-6), ``currents``,
-            ``dtype`` (default float64 for a float64 checkpoint, else float32).
+            $k$, default 4), ``coeff`` (0.9), ``n_power_iterations`` (8), ``spectral_schedule``
+            (``"iteration"``: the spectral norms are refreshed before every fixed-point
+            iteration, as the official hook does, so training follows the official loop
+            exactly; ``"forward"``: once per forward), ``solver``, ``tol``, ``grad``,
+            ``solver_options`` (iMixer); ``eps`` (layer norms, 1e-6), ``currents``, ``dtype``
+            (default float64 for a float64 checkpoint, else float32).
 
     Returns:
-        A :class:`~hopfield.models.HopfieldClassifier` on CPU in eval mode, ``config`` filled.
+        A :class:`~hopfield.models.HopfieldClassifier` on CPU in eval mode, ``config`` filled
+        (with every option above, ``eps`` and the spectral-norm settings included).
 
     Raises:
         ValueError: unknown source or option, missing ``num_heads``, or keys that do not fit the
@@ -349,12 +243,6 @@ def convert(checkpoint, source: str, **overrides) -> HopfieldClassifier:
     mapped = {d: sd[k].reshape(target[d].shape) if k in sd else target[d] for k, d in keys.items()}
     model.load_state_dict(mapped, strict=True)
     return model.eval()
-
-
-def _fits(src: torch.Tensor, dst: torch.Tensor, key: str) -> bool:
-    if _optional(key):  # the official sigma buffer is (1,), ours a scalar
-        return src.numel() == dst.numel()
-    return tuple(src.shape) == tuple(dst.shape)
 
 
 # ----------------------------------------------------------------------------- export

@@ -22,7 +22,7 @@ from torch import nn
 from . import blocks as B
 
 __all__ = ["PatchEmbed", "HopfieldClassifier", "create_model", "list_models", "register_model",
-           "model_config"]
+           "model_config", "model_from_config", "restore_config", "LEGACY_DEFAULTS"]
 
 
 class PatchEmbed(nn.Module):
@@ -159,6 +159,22 @@ register_model("et_s16_224", "et", img_size=224, in_chans=3, patch_size=16, dim=
 _MODEL_KEYS = {"img_size", "in_chans", "patch_size", "dim", "depth", "class_token", "pos_embed",
                "global_pool", "drop_path_rate"}
 
+# Settings every model config records explicitly (their defaults are read off the block builders),
+# so that a changed default never changes a saved model; and the values they had before configs
+# recorded them, which a config without the key (an older checkpoint) means.
+_BUILDERS = {"mixer": B.mixer_block, "imixer": B.imixer_block, "vit": B.vit_block, "et": B.et_block}
+LEGACY_DEFAULTS: dict[str, dict] = {
+    "mixer": {"eps": 1e-6},
+    "vit": {"eps": 1e-6},
+    "et": {"eps": 1e-6},  # the authors' 1e-5 is the default since configs record it
+    "imixer": {"eps": 1e-6, "coeff": 0.9, "n_power_iterations": 8, "spectral_schedule": "forward"},
+}
+
+
+def _recorded_defaults(family: str) -> dict:
+    params = inspect.signature(_BUILDERS[family]).parameters
+    return {k: params[k].default for k in LEGACY_DEFAULTS[family]}
+
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``."""
@@ -176,7 +192,10 @@ def model_config(name: str) -> dict:
 def create_model(name: str, num_classes: int = 10, img_size: int | None = None,
                  in_chans: int | None = None, **kwargs) -> HopfieldClassifier:
     """Build a registered model; keyword arguments override the preset (e.g. ``depth=2``,
-    ``n_iter=4``, ``solver="anderson"``, ``tol=1e-4``, ``grad="implicit"``)."""
+    ``n_iter=4``, ``solver="anderson"``, ``tol=1e-4``, ``grad="implicit"``,
+    ``spectral_schedule="iteration"``). ``model.config`` records every setting, ``eps`` and the
+    iMixer spectral-norm settings included even when left at their defaults; rebuild a saved
+    one with :func:`model_from_config`."""
     cfg = model_config(name)
     family = cfg.pop("family")
     if img_size is not None:
@@ -184,6 +203,8 @@ def create_model(name: str, num_classes: int = 10, img_size: int | None = None,
     if in_chans is not None:
         cfg["in_chans"] = in_chans
     cfg.update(kwargs)
+    for key, value in _recorded_defaults(family).items():  # explicit in the config
+        cfg.setdefault(key, value)
     model_kw = {k: cfg.pop(k) for k in list(cfg) if k in _MODEL_KEYS}
     patches = (model_kw["img_size"] // model_kw["patch_size"]) ** 2
     n = patches + (1 if model_kw.get("class_token") else 0)
@@ -193,9 +214,33 @@ def create_model(name: str, num_classes: int = 10, img_size: int | None = None,
     except TypeError as err:
         valid = sorted(_MODEL_KEYS | set(inspect.signature(fam).parameters) - {"n", "kw"})
         raise TypeError(f"create_model({name!r}): {err}. Model options: {', '.join(valid)}; "
-                        f"solver options: solver, max_iter, tol, grad, currents.") from err
+                        f"solver options: solver, max_iter, tol, grad, currents, "
+                        f"spectral_schedule.") from err
     depth = model_kw.pop("depth")
     model = HopfieldClassifier(blocks, num_classes=num_classes, **model_kw)
     model.config = {"name": name, "family": family, "num_classes": num_classes, "depth": depth,
                     **model_kw, **cfg}
     return model
+
+
+def restore_config(config: dict) -> dict:
+    """A recorded model config (a checkpoint's ``model_config``) with the settings it does not
+    record (written before they were) set to :data:`LEGACY_DEFAULTS`, the values they had then,
+    not today's defaults. A config of no known family comes back unchanged."""
+    cfg = dict(config)
+    family = cfg.get("family") or _MODELS.get(cfg.get("name"), {}).get("family")
+    for key, value in LEGACY_DEFAULTS.get(family, {}).items():
+        cfg.setdefault(key, value)
+    return cfg
+
+
+def model_from_config(config: dict, **overrides) -> HopfieldClassifier:
+    """Rebuild the model a recorded ``config`` describes (see :func:`restore_config`);
+    ``overrides`` go to :func:`create_model`. The weights are not loaded."""
+    if "name" not in config:
+        raise ValueError(f"model_from_config: the config has no 'name' (a registered model); "
+                         f"got keys {sorted(config)}.")
+    cfg = restore_config(config)
+    cfg.pop("family", None)
+    cfg.update(overrides)
+    return create_model(cfg.pop("name"), **cfg)

@@ -38,7 +38,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .data import load_dataset
 from .loader import BatchLoader, Transform, counter_seed, mix_batch
-from .models import create_model
+from .models import create_model, restore_config
 from .trainutil import (
     ModelEma,
     amp_dtype,
@@ -180,6 +180,13 @@ class Trainer:
         self.test_loader = BatchLoader(test_set.to(self.device), cfg.batch_size,
                                        transform=Transform(self.mean, self.std), **shard)
 
+        self._resume_state, self._resume_path = self._read_resume()  # before the model is built
+        saved_model = (self._resume_state or {}).get("model_config") or {}
+        if saved_model.get("name") != cfg.model:  # a mismatch is reported by _maybe_resume
+            saved_model = {}
+        # model settings an older checkpoint does not record keep their values of then
+        self._legacy_model_kwargs = {k: v for k, v in restore_config(saved_model).items()
+                                     if k not in saved_model}
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self.build_model().to(self.device)
         self.model_config = dict(self.model.config)
@@ -209,22 +216,30 @@ class Trainer:
     def build_model(self) -> nn.Module:
         C, H, _ = self.train_loader.dataset.image_shape
         return create_model(self.cfg.model, num_classes=len(self.classes), img_size=H, in_chans=C,
-                            drop_path_rate=self.cfg.drop_path, **self.cfg.model_kwargs)
+                            drop_path_rate=self.cfg.drop_path,
+                            **{**self._legacy_model_kwargs, **self.cfg.model_kwargs})
 
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"
 
-    def _maybe_resume(self) -> bool:
+    def _read_resume(self) -> tuple[dict | None, Path | None]:
+        """The checkpoint to resume from and its path, or ``(None, None)``."""
         cfg = self.cfg
         if cfg.resume is None:
-            return False
+            return None, None
         path = self.checkpoint_path if cfg.resume == "auto" else Path(cfg.resume)
         if cfg.resume == "auto" and not path.exists():
             self._log(f"--resume: no checkpoint at {path} yet; starting from scratch")
+            return None, None
+        return ckpt.load_checkpoint(path, map_location="cpu"), path
+
+    def _maybe_resume(self) -> bool:
+        cfg, state, path = self.cfg, self._resume_state, self._resume_path
+        self._resume_state = None  # read once (in __init__); not kept for the whole run
+        if state is None:
             return False
-        state = ckpt.load_checkpoint(path, map_location="cpu")
         saved = state["config"]
         # a setting added after the checkpoint was written counts as its default
         defaults = {f.name: f.default_factory() if f.default is MISSING else f.default

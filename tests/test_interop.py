@@ -76,6 +76,26 @@ def test_imixer(k):
     _same_logits(model, ref, _images())
 
 
+def test_imixer_spectral_schedule_defaults_to_the_official_one():
+    """Converted iMixers refresh their spectral norms at every fixed-point iteration, as the
+    official hook does (training equality: ``tests/derivation/test_faithful.py``); the setting
+    is recorded in the config and can be overridden."""
+    sd = _imixer(n_repeat=2).state_dict()
+    model = interop.convert(sd, source="imixer", n_iter=2)
+    assert model.config["spectral_schedule"] == "iteration"
+    assert {b.spectral_schedule for b in model.blocks} == {"iteration"}
+    assert (model.config["eps"], model.config["coeff"], model.config["n_power_iterations"]) == (
+        1e-6, 0.9, 8)
+    forward = interop.convert(sd, source="imixer", n_iter=2, spectral_schedule="forward")
+    assert {b.spectral_schedule for b in forward.blocks} == {"forward"}
+    x = _images()
+    with torch.no_grad():  # eval mode: no power iteration, the schedules agree exactly
+        assert torch.equal(model(x), forward(x))
+    with pytest.raises(ValueError, match="spectral_schedule must be one of 'forward', "
+                                         "'iteration', got 'always'"):
+        interop.convert(sd, source="imixer", spectral_schedule="always")
+
+
 def test_imixer_without_spectral_norm_parametrization():
     """A checkpoint whose fc_sn* hold plain (already rescaled) weights loads with coeff=None."""
     ref = _imixer(n_repeat=2)

@@ -142,7 +142,10 @@ class DerivedBlock(nn.Module):
         return parametrize.cached() if self.spectral_schedule == "forward" else nullcontext()
 
     def _prime_parametrizations(self, plan: Plan):
-        if plan.grad != "unrolled" and torch.is_grad_enabled():
+        # with the per-iteration schedule every map evaluation opens its own cache: nothing to
+        # prime (and priming would run extra power iterations)
+        if (plan.grad != "unrolled" and torch.is_grad_enabled()
+                and self.spectral_schedule == "forward"):
             # implicit/phantom solves run under no_grad: evaluate parametrized weights (spectral
             # norms) first, so that parametrize.cached() keeps copies that carry their gradient
             for s in plan.synapses:
