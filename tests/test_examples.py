@@ -19,3 +19,15 @@ def test_derive_imixer_example_smoke(tmp_path):
     assert "Lyapunov guarantee: PARTIAL" in out
     png, csv = tmp_path / "energy_descent.png", tmp_path / "energy_descent.csv"
     assert png.stat().st_size > 10_000 and csv.stat().st_size > 100
+
+
+def test_energy_classifier_example_smoke(tmp_path):
+    png = tmp_path / "descent.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "energy_classifier.py"),
+                           "--smoke", "--plot", str(png)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "slow layers 'hidden'" in out and "schedule: sequential" in out
+    assert "test accuracy" in out and " 0 rises over 128 test images" in out
+    assert png.stat().st_size > 10_000
