@@ -1,6 +1,6 @@
 """Accuracy study: Mixer vs iMixer (k = 1, 2) vs ViT vs the tied variants, several seeds.
 
-Trains every (model, seed) pair with the same recipe through :func:`hopfield.train.train`,
+Trains every (model, seed) pair with the same recipe through :func:`hopfield.training.train`,
 then reports the final test accuracy as mean ± 95 % Student-t interval over seeds, and paired
 comparisons across seeds (same seed = same data order and augmentation): iMixer − Mixer and
 tied iMixer − tied Mixer, with the paired t-test's two-sided p-value. Finished runs are reused
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hopfield.train import train  # noqa: E402
+from hopfield.training import train  # noqa: E402
 
 MODELS = ["mixer_tiny", "imixer_tiny", "imixer_k2_tiny", "vit_tiny", "mixer_tied_tiny",
           "imixer_tied_tiny"]
@@ -89,7 +89,7 @@ def machine_line(args) -> str:
 
     import torch
 
-    from hopfield.trainutil import amp_dtype, resolve_device
+    from hopfield.training.trainutil import amp_dtype, resolve_device
 
     device = resolve_device(args.device)
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"

@@ -1,4 +1,4 @@
-"""Training throughput of ``hopfield.train``'s loop against a minimal hand-written PyTorch loop.
+"""Training throughput of ``hopfield.training``'s loop against a minimal hand-written PyTorch loop.
 
 Both loops train the same model (same initial weights, batch size, optimiser and autocast dtype)
 on the bundled Fashion-MNIST subset already in (device) memory. The pipeline runs its full
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hopfield.train import TrainConfig, Trainer  # noqa: E402
+from hopfield.training import TrainConfig, Trainer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -85,7 +85,7 @@ def timed(fn, device) -> float:
 
 def write_markdown(results: dict, path: Path) -> None:
     """The table of every stored measurement (one row per device, model and batch size)."""
-    lines = ["# Training throughput: `hopfield.train` loop vs a minimal PyTorch loop", "",
+    lines = ["# Training throughput: `hopfield.training` loop vs a minimal PyTorch loop", "",
              "Same model, batch size, optimiser and autocast dtype; data in device memory. "
              "Median of interleaved repeats (images/s); ratio = median of back-to-back "
              "pipeline/baseline ratios. Regenerate with the command shown.", "",

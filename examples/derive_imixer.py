@@ -20,8 +20,7 @@ from torch.nn import functional as F
 import hopfield as hf
 from hopfield import lagrangians as L
 from hopfield import synapses as S
-from hopfield.energy import record_block
-from hopfield.energy_plot import plot_record
+from hopfield.analysis import plot_record, record_block
 
 
 def declare_imixer(tokens: int, dim: int, k: int) -> hf.DerivedBlock:

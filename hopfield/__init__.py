@@ -2,7 +2,9 @@
 
 Public names: :class:`EnergyGraph`, :class:`NeuronLayer`, :func:`derive`, :class:`Group`,
 :class:`DerivedBlock`, :func:`lyapunov_report`, :class:`WiringError` and the submodules
-``lagrangians``, ``synapses``, ``dynamics``, ``blocks``.
+``lagrangians``, ``synapses``, ``dynamics``, ``blocks``, ``memory``. The outer ring,
+``training`` and ``analysis``, loads on first use (``hf.training``), as do the modules' old paths
+(``hopfield.train``, ``hopfield.energy``, ...; see :mod:`hopfield._moved`).
 """
 
 import sys as _sys
@@ -19,7 +21,22 @@ for _name, _module in (("lagrangians", lagrangians), ("synapses", synapses), ("g
                        ("neurons", neurons), ("errors", errors)):
     _sys.modules.setdefault(f"{__name__}.{_name}", _module)
 
-from . import blocks, dynamics, interop, models  # noqa: E402  (after the aliases)
+from . import blocks, dynamics, interop, memory, models  # noqa: E402  (after the aliases)
+from ._moved import MOVED as _MOVED  # noqa: E402
+from ._moved import install as _install_old_paths  # noqa: E402
+
+_install_old_paths(__name__)  # ``import hopfield.train`` etc. find the moved modules
+_LAZY = ("training", "analysis", *_MOVED)
+
+
+def __getattr__(name: str):
+    """``hf.training``, ``hf.analysis`` and the old module paths load when first touched."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -36,6 +53,7 @@ __all__ = [
     "models",
     "interop",
     "dynamics",
+    "memory",
     "lagrangians",
     "synapses",
     "core",

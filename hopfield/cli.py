@@ -1,4 +1,4 @@
-"""Command line: ``hopfield {train,eval,models,describe,energy} ...`` (also ``python -m hopfield``).
+"""Command line: ``hopfield {train,eval,models,describe,energy,recall} ...`` (also ``python -m hopfield``).
 
 Errors in the user's input (a bad flag, a missing file, an impossible setting) end with a one-line
 ``error: ...`` on stderr and exit status 2, never a traceback; set ``HOPFIELD_DEBUG=1`` to see
@@ -53,7 +53,7 @@ def _model_kwargs(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .data import DATA_DIR_ENV, list_datasets
+    from .training.data import DATA_DIR_ENV, list_datasets
 
     ap = argparse.ArgumentParser(prog="hopfield", description="Hierarchical Hopfield energies: "
                                  "train, evaluate and inspect the derived models.",
@@ -133,12 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_overrides(d)
 
     sub.add_parser("energy", help="energy plots (see `hopfield energy --help`)", add_help=False)
+    from .memory.cli import add_recall_parser
+
+    add_recall_parser(sub)
     return ap
 
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_train(args) -> int:
-    from .train import train
+    from .training.trainer import train
 
     skip = {"command", "depth", "dim", "n_iter", "solver", "tol", "grad", "model_arg"}
     config = {k: v for k, v in vars(args).items() if k not in skip}
@@ -153,7 +156,7 @@ def _cmd_train(args) -> int:
 
 
 def _load_weights(path: Path, ema: bool):
-    from .checkpoint import load_checkpoint, load_safetensors
+    from .training.checkpoint import load_checkpoint, load_safetensors
 
     if path.is_dir():
         name = "model_ema.safetensors" if ema else "model.safetensors"
@@ -176,10 +179,10 @@ def _load_weights(path: Path, ema: bool):
 
 
 def _cmd_eval(args) -> int:
-    from .data import load_dataset
-    from .loader import BatchLoader, Transform
     from .models import model_from_config
-    from .trainutil import amp_dtype, evaluate, resolve_device, write_confusion
+    from .training.data import load_dataset
+    from .training.loader import BatchLoader, Transform
+    from .training.trainutil import amp_dtype, evaluate, resolve_device, write_confusion
 
     state, meta, path = _load_weights(Path(args.path), args.ema)
     # settings the config does not record (an older checkpoint) take their defaults of then
@@ -236,11 +239,17 @@ def _cmd_describe(args) -> int:
     return 0
 
 
+def _cmd_recall(args) -> int:
+    from .memory.cli import run_recall
+
+    return run_recall(args)
+
+
 def _cmd_energy(argv: list[str]) -> int:
     try:
-        from .energy_plot import cli_main
+        from .cli_energy import cli_main
     except ImportError as err:
-        print(f"error: `hopfield energy` needs the module hopfield.energy_plot, which cannot be "
+        print(f"error: `hopfield energy` needs the module hopfield.cli_energy, which cannot be "
               f"imported in this installation ({err}).", file=sys.stderr)
         return 2
     return int(cli_main(argv) or 0)
@@ -256,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse printed usage (status 2) or help (status 0)
         return int(exit_.code or 0)
     handler = {"train": _cmd_train, "eval": _cmd_eval, "models": _cmd_models,
-               "describe": _cmd_describe}[args.command]
-    from .train import NonFiniteLossError
+               "describe": _cmd_describe, "recall": _cmd_recall}[args.command]
+    from .training.trainer import NonFiniteLossError
 
     try:
         return handler(args)

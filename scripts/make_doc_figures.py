@@ -4,7 +4,7 @@
     .venv/bin/python scripts/make_doc_figures.py --out DIR  # somewhere else
 
 Every curve is computed with ``hopfield``: Lagrangians and their derivatives by autograd from
-``hopfield.lagrangians``, the iMixer energy with ``hopfield.energy.record_block`` on a derived
+``hopfield.lagrangians``, the iMixer energy with ``hopfield.analysis.record_block`` on a derived
 block. Seeded and CPU-only; runs in a few seconds. Each PNG stays well under 150 KB.
 """
 
@@ -22,7 +22,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 import hopfield as hf  # noqa: E402
 from hopfield import lagrangians as L  # noqa: E402
-from hopfield.energy import record_block  # noqa: E402
+from hopfield.analysis import record_block  # noqa: E402
 
 DPI = 110
 ROOT = Path(__file__).resolve().parents[1]

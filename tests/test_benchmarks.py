@@ -70,7 +70,7 @@ def test_study_forwards_augmentation_and_keeps_its_runs_apart(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     (run,) = (tmp_path / "runs").glob("*/mixer_tiny-s0")
     assert run.parent.name == "bundled-e1-n32-c1-re0.25-smoke"  # not reused by a default study
-    from hopfield import checkpoint as ckpt
+    from hopfield.training import checkpoint as ckpt
 
     config = ckpt.load_checkpoint(run / "last.pt")["config"]
     assert config["crop_padding"] == 1 and config["random_erasing"] == 0.25
@@ -117,7 +117,7 @@ def test_gpu_study_launcher_runs_resumes_and_reports(tmp_path):
     assert record["runs"]["mixer_tiny/0"]["finished"] and record["runs"]["mixer_tiny/1"]["finished"]
     first = record["summary"]["mixer_tiny"]["values"]
     assert len(first) == 2 and record["settings"]["crop_padding"] == 0
-    from hopfield import checkpoint as ckpt
+    from hopfield.training import checkpoint as ckpt
 
     config = ckpt.load_checkpoint(tmp_path / "runs" / "mixer_tiny-s1" / "last.pt")["config"]
     assert config["crop_padding"] == 0 and config["max_train_samples"] == 64

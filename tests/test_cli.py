@@ -84,8 +84,8 @@ def test_train_then_eval(tmp_path, capsys):
 
 
 def test_eval_refuses_a_dataset_with_another_number_of_classes(tmp_path, capsys):
-    from hopfield import checkpoint as ckpt
     from hopfield.models import create_model
+    from hopfield.training import checkpoint as ckpt
 
     model = create_model("mixer_tiny", num_classes=3, depth=1, dim=16)
     meta = {"model_config": model.config, "dataset": "bundled", "classes": ["a", "b", "c"],
@@ -99,14 +99,14 @@ def test_eval_refuses_a_dataset_with_another_number_of_classes(tmp_path, capsys)
 
 def test_energy_dispatches_lazily(monkeypatch, capsys):
     seen = {}
-    fake = types.ModuleType("hopfield.energy_plot")
+    fake = types.ModuleType("hopfield.cli_energy")
     fake.cli_main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "hopfield.energy_plot", fake)
+    monkeypatch.setitem(sys.modules, "hopfield.cli_energy", fake)
     assert main(["energy", "--model", "imixer_tiny", "--x"]) == 0
     assert seen["argv"] == ["--model", "imixer_tiny", "--x"]
-    monkeypatch.setitem(sys.modules, "hopfield.energy_plot", None)  # import fails
+    monkeypatch.setitem(sys.modules, "hopfield.cli_energy", None)  # import fails
     assert main(["energy"]) == 2
-    assert "needs the module hopfield.energy_plot" in capsys.readouterr().err
+    assert "needs the module hopfield.cli_energy" in capsys.readouterr().err
 
 
 def test_python_dash_m_bad_flag_has_no_traceback():

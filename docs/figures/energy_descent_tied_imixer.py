@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 
 import hopfield as hf
-from hopfield.energy import record_block
-from hopfield.energy_plot import plot_record
+from hopfield.analysis import plot_record, record_block
 
 torch.manual_seed(0)
 block = hf.blocks.tied_imixer_block(num_tokens=16, dim=32, max_iter=12)

@@ -14,7 +14,7 @@ Launched by ``torchrun``, training runs as DistributedDataParallel (NCCL on GPU,
 ``batch_size`` is per process and rank 0 alone writes files.
 
 Example:
-    >>> from hopfield.train import TrainConfig, train
+    >>> from hopfield.training import TrainConfig, train
     >>> result = train(TrainConfig(model="mixer_tiny", epochs=1, out="runs/demo",  # doctest: +SKIP
     ...                            max_train_samples=256, model_kwargs={"depth": 1}))
     >>> result.final["test_acc"]  # doctest: +SKIP
@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import create_model, restore_config
 from . import checkpoint as ckpt
+from .config import RESUMABLE_CHANGES as _RESUMABLE_CHANGES
+from .config import TrainConfig
 from .data import load_dataset
 from .loader import BatchLoader, Transform, counter_seed, mix_batch
-from .models import create_model, restore_config
 from .trainutil import (
     ModelEma,
     amp_dtype,
@@ -54,78 +56,9 @@ from .trainutil import (
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "NonFiniteLossError"]
 
-# settings that may differ between a run and its resumption
-_RESUMABLE_CHANGES = {"out", "resume", "quiet", "data_dir", "device", "num_workers", "log_every",
-                      "plot", "save_every", "deterministic"}
-
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the last checkpoint on disk is the last good state."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run. ``model_kwargs`` go to ``create_model``
-    (e.g. ``{"n_iter": 2, "solver": "anderson", "depth": 2}``); ``resume`` is ``"auto"``
-    (``<out>/last.pt`` if present) or a checkpoint path."""
-
-    model: str = "imixer_tiny"
-    dataset: str = "bundled"
-    data_dir: str | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    drop_path: float = 0.0
-    clip_grad: float | None = 1.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    ema: float = 0.0
-    amp: str = "auto"
-    crop_padding: int | None = None
-    hflip: bool | None = None
-    random_erasing: float = 0.0
-    out: str | None = None
-    resume: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    save_every: int = 0
-    log_every: int = 20
-    deterministic: bool = False
-    num_workers: int = 0
-    plot: bool = True
-    quiet: bool = False
-    model_kwargs: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        checks = [(name, value, value > 0, "> 0") for name, value in (
-            ("epochs", self.epochs), ("batch_size", self.batch_size), ("lr", self.lr),
-            ("log_every", self.log_every))]
-        checks += [(name, value, value >= 0, "≥ 0") for name, value in (
-            ("weight_decay", self.weight_decay), ("warmup_epochs", self.warmup_epochs),
-            ("mixup", self.mixup), ("cutmix", self.cutmix), ("save_every", self.save_every),
-            ("min_lr", self.min_lr))]
-        checks += [(name, value, 0 <= value < 1, "in [0, 1)") for name, value in (
-            ("label_smoothing", self.label_smoothing), ("drop_path", self.drop_path),
-            ("ema", self.ema))]
-        checks.append(("random_erasing", self.random_erasing, 0 <= self.random_erasing <= 1,
-                       "a probability in [0, 1]"))
-        checks.append(("clip_grad", self.clip_grad, self.clip_grad is None or self.clip_grad > 0,
-                       "> 0 or None (no clipping)"))
-        for name, value, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {expected}, got {value!r}.")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}.")
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out or Path("runs") / f"{self.model}-{self.dataset}")
 
 
 @dataclass

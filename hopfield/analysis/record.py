@@ -1,4 +1,5 @@
-r"""Record the energy during inference (THEORY §6): per block, per solver iteration or descent step.
+r"""Record the energy during inference, per block, per solver iteration or descent step
+(``docs/concepts/dynamics.md#energy-descent-during-inference``).
 
 Three entry points share one record type, :class:`EnergyRecord`:
 
@@ -7,10 +8,10 @@ Three entry points share one record type, :class:`EnergyRecord`:
 * :func:`record_block` — a :class:`~hopfield.DerivedBlock` on a batch of visible states;
 * :func:`record_model` — every derived block of a model (e.g. a
   :class:`~hopfield.models.HopfieldClassifier`, fresh or from a checkpoint through
-  :func:`hopfield.energy_plot.load_model`) on a batch.
+  :func:`hopfield.cli_energy.load_model`) on a batch.
 
-**Which energy.** For one group of a block (THEORY §4) the recorded energy is the group's energy at
-the current iterate,
+**Which energy.** For one group of a block (``docs/concepts/fast_layers.md#fast-layers``) the
+recorded energy is the group's energy at the current iterate,
 
 $$E_\text{group} = \sum_{A\in\text{group}} \big(\langle x_A, g_A\rangle - L_A(x_A)\big)
   + \sum_{s\in\text{group}} E_s(g),$$
@@ -19,8 +20,9 @@ over the visible layer (with the group's own Lagrangian) and the group's fast la
 layers and memory copies are constants and left out. Fast layers that the solver eliminates inside
 its map (iMixer's $x_3$) sit at their conditional optimum $x_3 = I_3(g_2)$ given the iterate. Then,
 for a tied group with convex Lagrangians, each plain fixed-point iteration
-$x_2 \leftarrow y + F(x_2)$ is exact block-coordinate minimisation with $x_1$ clamped (THEORY §4.3)
-and the recorded energy never increases from one iteration to the next.
+$x_2 \leftarrow y + F(x_2)$ is exact block-coordinate minimisation with $x_1$ clamped
+(``docs/concepts/fast_layers.md#tied-descent``) and the recorded energy never increases from one
+iteration to the next.
 
 **Residual steps.** For a group whose visible layer takes residual steps $x \leftarrow x + \alpha I$
 (the Energy Transformer), the energy per descent step leaves out the visible layer's Legendre
@@ -29,9 +31,9 @@ $\mathrm dE_\text{syn}/\mathrm dt = -I^\top (\nabla^2 L)\, I \le 0$ for a convex
 descends $E_\text{syn}(g(x))$ (synapses plus fast layers), not the energy with the visible leak.
 Leaky steps $x \leftarrow x + (\alpha/\tau)(I - x)$ descend the full energy, which is recorded.
 
-**Untied or non-convex blocks** (THEORY §5–6) have no Lyapunov function: the record holds the
-fixed-point residual and the energy of the *tied surrogate* (synapse ``energy()`` with forward
-weights), and says so in the flags ``tied``, ``convex``, ``lyapunov`` (from
+**Untied or non-convex blocks** (``docs/concepts/untying.md#untying``) have no Lyapunov function:
+the record holds the fixed-point residual and the energy of the *tied surrogate* (synapse
+``energy()`` with forward weights), and says so in the flags ``tied``, ``convex``, ``lyapunov`` (from
 :func:`hopfield.lyapunov_report`) and the ``label`` (:data:`LABEL_LYAPUNOV`, :data:`LABEL_UNTIED`
 or "tied but …: no descent guarantee").
 
@@ -42,7 +44,7 @@ the recorded energy over the layers the step moves), per sample.
 
 Example:
     >>> import torch, hopfield as hf
-    >>> from hopfield.energy import record_block
+    >>> from hopfield.analysis import record_block
     >>> blk = hf.blocks.tied_imixer_block(num_tokens=8, dim=8, max_iter=3)
     >>> rec = record_block(blk, torch.randn(2, 8, 8))
     >>> rec.groups(0)
@@ -66,11 +68,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .core.errors import WiringError
-from .core.graph import EnergyGraph
-from .derivation import DerivedBlock, lyapunov_report
-from .dynamics.descent import RULES, descend
-from .dynamics.solvers import get_solver
+from ..core.errors import WiringError
+from ..core.graph import EnergyGraph
+from ..derivation import DerivedBlock, lyapunov_report
+from ..dynamics.descent import RULES, descend
+from ..dynamics.solvers import get_solver
 
 __all__ = ["EnergyRecord", "record_descent", "record_block", "record_model", "record_energy",
            "LABEL_LYAPUNOV", "LABEL_UNTIED", "make_label"]
@@ -303,7 +305,8 @@ def _check_settings(n_iter, solver, tol):
 # ---------------------------------------------------------------------- blocks
 def _solve_flags(info, plan):
     """A plain (undamped) fixed-point iteration of a tied, convex group is exact block-coordinate
-    minimisation (THEORY §4.3); accelerated solvers promise no monotone energy."""
+    minimisation (``docs/concepts/fast_layers.md#tied-descent``); accelerated solvers promise no
+    monotone energy."""
     plain = plan.solver == "fixed_point" and plan.solver_options.get("damping", 1.0) == 1.0
     lyap = info["iterations_descend"] and plain
     why = "non-convex" if not info["convex"] else f"solver {plan.solver!r}"

@@ -1,4 +1,4 @@
-"""Plots of recorded energy (hopfield.energy_plot) and the ``energy`` command-line function."""
+"""Plots of recorded energy (hopfield.analysis.plot) and the ``energy`` command-line function."""
 
 import json
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import hopfield as hf
-from hopfield.energy import record_block, record_descent, record_model
-from hopfield.energy_plot import cli_main, plot_record
+from hopfield.analysis.plot import plot_record
+from hopfield.analysis.record import record_block, record_descent, record_model
+from hopfield.cli_energy import cli_main
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"

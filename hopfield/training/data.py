@@ -2,8 +2,8 @@
 
 Small classification sets (Fashion-MNIST, CIFAR) fit in memory, and on a GPU in device memory,
 so they are read once into an :class:`ImageDataset` (``images`` ``(N, C, H, W)`` ``uint8``,
-``labels`` ``(N,)`` ``int64``) and batched by :class:`hopfield.loader.BatchLoader`; no worker
-processes, no torchvision, no downloads.
+``labels`` ``(N,)`` ``int64``) and batched by :class:`hopfield.training.loader.BatchLoader`; no
+worker processes, no torchvision, no downloads.
 
 Datasets (``load_dataset(name, split, data_dir)``):
 
@@ -17,7 +17,7 @@ Datasets (``load_dataset(name, split, data_dir)``):
 ``data_dir`` falls back to the environment variable :data:`DATA_DIR_ENV`.
 
 Example:
-    >>> from hopfield.data import load_dataset
+    >>> from hopfield.training.data import load_dataset
     >>> ds = load_dataset("bundled", "test")
     >>> ds.images.shape, ds.images.dtype, len(ds.classes)
     (torch.Size([1000, 1, 28, 28]), torch.uint8, 10)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hopfield import checkpoint as ckpt
+from hopfield.training import checkpoint as ckpt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "imixer_tiny", "--depth", "1", "--dim", "32", "--epochs", "2",
         "--batch-size", "16", "--max-train-samples", "64", "--max-eval-samples", "32",
         "--drop-path", "0.2", "--ema", "0.9", "--mixup", "0.2", "--save-every", "2", "--quiet",

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from hopfield import checkpoint as ckpt
 from hopfield.models import list_models
-from hopfield.train import NonFiniteLossError, TrainConfig, Trainer, train
+from hopfield.training import NonFiniteLossError, TrainConfig, Trainer, train
+from hopfield.training import checkpoint as ckpt
 
 # a depth-1, width-32 iMixer (spectral-norm buffers included) on 64 bundled images, 4 steps/epoch;
 # stochastic depth, EMA, Mixup, CutMix and random erasing on, so every random stream must be
@@ -189,7 +189,7 @@ def test_bf16_autocast_step_on_cpu(model, tmp_path):
 @pytest.mark.parametrize(("native", "amp", "hinted"),
                          [(True, "auto", True), (True, "off", False), (False, "auto", False)])
 def test_cpu_bf16_hint_only_where_it_helps(native, amp, hinted, tmp_path, monkeypatch, capsys):
-    import hopfield.train as train_module
+    import hopfield.training.trainer as train_module
 
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
     Trainer(TrainConfig(model="mixer_tiny", amp=amp, device="cpu", batch_size=4,
@@ -199,7 +199,7 @@ def test_cpu_bf16_hint_only_where_it_helps(native, amp, hinted, tmp_path, monkey
 
 
 def test_cpu_bf16_probe_answers_a_bool():
-    from hopfield.trainutil import cpu_has_native_bf16
+    from hopfield.training.trainutil import cpu_has_native_bf16
 
     assert isinstance(cpu_has_native_bf16(), bool)
 

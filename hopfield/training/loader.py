@@ -1,4 +1,4 @@
-"""Mini-batches of an in-memory :class:`~hopfield.data.ImageDataset`, augmented with torch ops.
+"""Mini-batches of an in-memory :class:`~hopfield.training.data.ImageDataset`, augmented with torch ops.
 
 The dataset stays a ``uint8`` tensor on the training device; every batch is gathered by index,
 augmented (random crop with zero padding, horizontal flip, random erasing) and normalised
@@ -10,8 +10,8 @@ state is therefore two integers (``epoch``, ``position``), and a run resumed mid
 exactly the batches an uninterrupted run would have seen.
 
 Example:
-    >>> from hopfield.data import load_dataset
-    >>> from hopfield.loader import BatchLoader, Transform
+    >>> from hopfield.training.data import load_dataset
+    >>> from hopfield.training.loader import BatchLoader, Transform
     >>> ds = load_dataset("bundled", "test")
     >>> tf = Transform(*ds.channel_stats(), crop_padding=2, hflip=True)
     >>> loader = BatchLoader(ds, 64, transform=tf, shuffle=True, seed=0)

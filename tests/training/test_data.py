@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hopfield.data import (
+from hopfield.training.data import (
     DATA_DIR_ENV,
     DatasetFormatError,
     list_datasets,
@@ -16,7 +16,7 @@ from hopfield.data import (
     read_cifar,
     read_idx,
 )
-from hopfield.loader import BatchLoader, Transform, mix_batch
+from hopfield.training.loader import BatchLoader, Transform, mix_batch
 
 
 # ---------------------------------------------------------------------------- writers

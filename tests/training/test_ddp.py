@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 WORKER = '''
 import sys, torch
-from hopfield.train import TrainConfig, Trainer
+from hopfield.training import TrainConfig, Trainer
 out = sys.argv[1]
 trainer = Trainer(TrainConfig(model="imixer_tiny", epochs=1, batch_size=8, max_train_samples=64,
                               max_eval_samples=16, drop_path=0.2, quiet=True, plot=False, out=out,
