@@ -1,14 +1,17 @@
 r"""Lagrangians of neuron layers and the activations they induce.
 
 A Lagrangian $L_A(x_A)$ is a scalar function of a layer's state. Its gradient is the layer's
-activation, $g_A = \partial L_A / \partial x_A$ (THEORY §1). Every class here is an
+activation, $g_A = \partial L_A / \partial x_A$ (docs/concepts/lagrangians.md). Every class here is an
 ``nn.Module`` (so $\beta$, $\gamma$ can be learnable) with
 
 * ``forward(x)`` – the value $L(x)$ per sample, shape ``(batch,)``;
 * ``activation(x)`` – $g = \nabla L(x)$, same shape as ``x``; a closed form that
   ``tests/test_lagrangians.py`` pins to :meth:`Lagrangian.activation_autograd`;
 * ``is_convex`` – whether the Hessian is positive semi-definite everywhere (needed for the
-  Lyapunov guarantee);
+  Lyapunov guarantee): ``True``/``False`` as *declared* by a built-in (a Hessian test pins each
+  declaration), ``None`` (unverified) for any other Lagrangian until
+  :func:`check_convexity` has sampled it (``convexity_source`` says which;
+  docs/concepts/guarantees.md#convexity);
 * ``exact`` – ``False`` when ``activation`` is *not* the gradient of ``forward`` (a declared
   relaxation, e.g. layer norm with a per-feature gain);
 * ``lipschitz`` – an upper bound on the activation's slope (``None`` when unbounded/unknown), used
@@ -31,6 +34,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .convexity import ConvexityCheck, check_convexity
+from .validate import check_positive, check_size, is_finite_real, is_real
+
 __all__ = [
     "Lagrangian",
     "Identity",
@@ -46,6 +52,8 @@ __all__ = [
     "SphericalNorm",
     "get",
     "names",
+    "check_convexity",
+    "ConvexityCheck",
 ]
 
 
@@ -64,12 +72,43 @@ def _check_axis(x: torch.Tensor, axis: int, who: str) -> int:
     return axis + x.dim() if axis < 0 else axis + 1
 
 
-class Lagrangian(nn.Module):
-    """Abstract base: subclasses implement ``forward`` (value per sample) and ``activation``."""
+def _sampled_convexity(self) -> bool | None:
+    """Unverified unless :func:`check_convexity` marked a result on this instance."""
+    check = self.__dict__.get("_convexity_check")
+    return None if check is None else check.convex
 
-    is_convex: bool = True
+
+class Lagrangian(nn.Module):
+    """Abstract base: subclasses implement ``forward`` (value per sample) and ``activation``.
+
+    ``is_convex`` is ``None`` (unverified) here; each built-in declares it. A subclass defined
+    outside this module that overrides ``forward``, ``activation`` or ``is_convex`` is unverified
+    again: a declaration is trusted only where a Hessian test pins it.
+    """
+
+    is_convex = property(_sampled_convexity)
     exact: bool = True
     lipschitz: float | None = None
+    _convexity_declared: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # a built-in: its (inherited) declaration counts
+            cls._convexity_declared = cls.is_convex is not Lagrangian.__dict__["is_convex"]
+        elif {"forward", "activation", "is_convex"} & set(vars(cls)):
+            cls.is_convex = Lagrangian.__dict__["is_convex"]
+            cls._convexity_declared = False
+
+    @property
+    def convexity_source(self) -> str | None:
+        """``"declared"`` (a built-in), ``"sampled"``/``"counterexample"`` (a marked
+        :func:`check_convexity`), or ``None`` (unverified)."""
+        if self._convexity_declared:
+            return "declared"
+        check = self.__dict__.get("_convexity_check")
+        if check is None:
+            return None
+        return "sampled" if check.convex else "counterexample"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -86,12 +125,13 @@ class Lagrangian(nn.Module):
         return g if (x.requires_grad or torch.is_grad_enabled()) else g.detach()
 
     def extra_repr(self) -> str:
-        return "convex" if self.is_convex else "NON-CONVEX"
+        return {True: "convex", False: "NON-CONVEX", None: "convexity unverified"}[self.is_convex]
 
 
 class Identity(Lagrangian):
     r"""$L(x) = \tfrac12\lVert x\rVert^2$, activation $g = x$."""
 
+    is_convex = True
     lipschitz = 1.0
 
     def forward(self, x):
@@ -108,10 +148,14 @@ class RectifiedPower(Lagrangian):
     :class:`ReLU`.
     """
 
+    is_convex = True
+
     def __init__(self, n: float = 2.0):
         super().__init__()
-        if not n > 1:
-            raise ValueError(f"RectifiedPower: expected a power n > 1, got n={n}.")
+        if not (is_finite_real(n) and n > 1):
+            raise (ValueError if is_real(n) else TypeError)(
+                f"RectifiedPower: expected a power n > 1 (a finite number; n=2 is ReLU), got "
+                f"n={n!r}.")
         self.n = float(n)
         self.lipschitz = 1.0 if self.n == 2 else None
 
@@ -138,6 +182,8 @@ class ReLU(RectifiedPower):
 class Exp(Lagrangian):
     r"""$L(x) = \sum_i e^{x_i}$, activation $e^{x}$ (unbounded slope)."""
 
+    is_convex = True
+
     def forward(self, x):
         return _per_sample_sum(torch.exp(x))
 
@@ -148,6 +194,7 @@ class Exp(Lagrangian):
 class Tanh(Lagrangian):
     r"""$L(x) = \sum_i \log\cosh x_i$ (stable form $|x| + \log(1+e^{-2|x|}) - \log 2$), $g=\tanh x$."""
 
+    is_convex = True
     lipschitz = 1.0
 
     def forward(self, x):
@@ -161,6 +208,7 @@ class Tanh(Lagrangian):
 class Sigmoid(Lagrangian):
     r"""$L(x) = \sum_i \mathrm{softplus}(x_i)$, activation $\sigma(x) = 1/(1+e^{-x})$."""
 
+    is_convex = True
     lipschitz = 0.25
 
     def forward(self, x):
@@ -200,6 +248,7 @@ def _neg_li2_neg_exp(x: torch.Tensor) -> torch.Tensor:
 class Softplus(Lagrangian):
     r"""$L(x) = \sum_i \int_{-\infty}^{x_i}\mathrm{softplus} = -\mathrm{Li}_2(-e^{x})$, activation softplus."""
 
+    is_convex = True
     lipschitz = 1.0
 
     def forward(self, x):
@@ -217,7 +266,7 @@ class GELU(Lagrangian):
     """
 
     is_convex = False
-    lipschitz = 1.1289  # max_x d/dx [x Phi(x)], attained at x = sqrt(2)
+    lipschitz = 1.128905  # max_x d/dx [x Phi(x)] = Phi(sqrt 2) + sqrt(2) phi(sqrt 2) = 1.1289042
 
     def forward(self, x):
         cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
@@ -235,10 +284,11 @@ class Softmax(Lagrangian):
     ``learnable_beta=True`` makes it a parameter.
     """
 
+    is_convex = True
+
     def __init__(self, beta: float = 1.0, axis: int = -1, learnable_beta: bool = False):
         super().__init__()
-        if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
-            raise ValueError(f"Softmax: expected a positive finite beta, got beta={beta!r}.")
+        check_positive("Softmax", "beta", beta)
         b = torch.tensor(float(beta))
         self.beta = nn.Parameter(b) if learnable_beta else nn.Buffer(b)
         self.axis = axis
@@ -272,10 +322,8 @@ class LayerNorm(Lagrangian):
     def __init__(self, dim: int, axis: int = -1, eps: float = 1e-6, per_feature: bool = True,
                  bias: bool = True):
         super().__init__()
-        if not dim > 0:
-            raise ValueError(f"LayerNorm: expected dim > 0, got {dim}.")
-        if not eps > 0:
-            raise ValueError(f"LayerNorm: expected eps > 0, got {eps}.")
+        check_size("LayerNorm", "dim", dim)
+        check_positive("LayerNorm", "eps", eps)
         self.dim, self.axis, self.eps, self.per_feature = int(dim), axis, float(eps), per_feature
         self.weight = nn.Parameter(torch.ones(dim) if per_feature else torch.ones(()))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
@@ -320,6 +368,8 @@ class SphericalNorm(Lagrangian):
 
     def __init__(self, dim: int, axis: int = -1, eps: float = 1e-6, bias: bool = True):
         super().__init__()
+        check_size("SphericalNorm", "dim", dim)
+        check_positive("SphericalNorm", "eps", eps)
         self.dim, self.axis, self.eps = int(dim), axis, float(eps)
         self.weight = nn.Parameter(torch.ones(()))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None

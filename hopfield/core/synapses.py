@@ -70,10 +70,6 @@ class Synapse(nn.Module):
     def check_shapes(self, shapes: Sequence[tuple[int, ...]], where: str) -> None:
         """Raise :class:`~hopfield.WiringError` if the layer shapes do not fit this synapse."""
 
-    def lipschitz_weights(self) -> list[torch.Tensor]:
-        """Matrices whose spectral norms bound this synapse's currents (for Lipschitz bounds)."""
-        return []
-
 
 def _need(cond: bool, where: str, msg: str):
     if not cond:
@@ -161,9 +157,6 @@ class Dense(Synapse):
               f"expected the second layer's shape {tuple(expect)} (first layer {sa} with axis "
               f"{self.axis} resized to out_dim={self.out_dim}), got {sb}.")
 
-    def lipschitz_weights(self):
-        return [self.weight] + ([] if self.weight_back is None else [self.weight_back])
-
     def extra_repr(self):
         return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, axis={self.axis}, "
                 f"bias={self.bias is not None}, {'tied' if self.tied else 'untied'}")
@@ -232,9 +225,6 @@ class Conv(Synapse):
         _need(tuple(sb) == (self.out_channels, ho, wo), where,
               f"expected the second layer shaped {(self.out_channels, ho, wo)} (the convolution's "
               f"output), got {sb}.")
-
-    def lipschitz_weights(self):
-        return []
 
 
 class HopfieldMemory(Synapse):

@@ -1,4 +1,4 @@
-r"""Energy descent of a whole graph (THEORY §3).
+r"""Energy descent of a whole graph (docs/concepts/dynamics.md#discrete-steps).
 
 Continuous dynamics $\tau_A \dot x_A = I_A - x_A$ discretised with step $\alpha$:
 
@@ -7,7 +7,9 @@ Continuous dynamics $\tau_A \dot x_A = I_A - x_A$ discretised with step $\alpha$
 
 Fast layers ($\tau=0$) are set to their current after each step, one after another (exact
 coordinate minimisation when their synapses are linear in them); clamped layers never move.
-With convex Lagrangians, tied synapses and a small enough step the total energy never increases.
+With convex Lagrangians, tied synapses and a small enough step the total energy never increases;
+``hf.lyapunov_report(graph, step_size=α, rule=rule)`` checks exactly these steps, with the same
+``step_size`` and ``rule`` (docs/concepts/guarantees.md#theorem).
 """
 
 from __future__ import annotations
