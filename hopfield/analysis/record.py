@@ -234,13 +234,25 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
-def _report_info(obj, step_size=None) -> dict:
-    rep = lyapunov_report(obj, step_size=step_size)
+def _why_not(rep) -> str:
+    """The first unproven check of a report, in a few words (for the row label)."""
+    status = getattr(rep, "status", {}) or {}
+    for name in ("step_size", "bounded_below", "single_energy", "fast_layers", "copies"):
+        if status.get(name, "proved") != "proved":
+            return {"step_size": "residual or large step", "bounded_below": "not bounded below",
+                    "single_energy": "several energies", "fast_layers": "inexact fast layers",
+                    "copies": "memory copies"}[name]
+    return "no guarantee"
+
+
+def _report_info(obj, step_size=None, rule=None) -> dict:
+    rep = (lyapunov_report(obj, step_size=step_size) if rule is None else
+           lyapunov_report(obj, step_size=step_size, rule=rule))
     tied = bool(rep.checks.get("tied", True))
     convex = bool(rep.checks.get("convex", True)) and bool(rep.checks.get("exact_activations", True))
     return {"tied": tied, "convex": convex, "lyapunov": bool(rep.holds),
             "iterations_descend": bool(getattr(rep, "iterations_descend", tied and convex)),
-            "label": make_label(tied, convex, rep.holds, "large step" if convex else ""),
+            "label": make_label(tied, convex, rep.holds, _why_not(rep) if convex else ""),
             "report": str(rep), "checks": {k: bool(v) for k, v in rep.checks.items()}}
 
 
@@ -459,7 +471,7 @@ def record_descent(graph: EnergyGraph, xs: Mapping[str, torch.Tensor], *, steps:
                          f"rule={rule!r}, steps={steps!r}.")
     graph.check_states(xs)
     xs = graph.fill_copies(dict(xs))
-    info = _report_info(graph, step_size if rule == "leaky" else None)
+    info = _report_info(graph, step_size, rule)
     rec = EnergyRecord(source=source, blocks={0: {"name": source, **info}},
                        meta={"rule": rule, "step_size": step_size, "steps": steps})
     movable = [n for n, l in graph.neurons.items() if not l.clamped and not l.is_fast]

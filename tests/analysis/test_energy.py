@@ -332,10 +332,12 @@ def test_descend_compiled_falls_back_with_warning(f64):
     reason = _compile_works()
     if reason:
         pytest.skip(reason)
-    # a synapse whose current needs autograd cannot be captured in one graph
+    # a synapse whose energy reads a tensor back into Python cannot be captured in one graph
     graph = hf.EnergyGraph(
         neurons={"a": hf.NeuronLayer(3, L.Identity()), "b": hf.NeuronLayer(2, L.Tanh())},
-        synapses={"f": hf.synapses.FunctionSynapse(lambda ga, gb: -(ga[:, :2] * gb).sum(-1), 2)},
+        synapses={"f": hf.synapses.FunctionSynapse(
+            lambda ga, gb: -(ga[:, :2] * gb).sum(-1) * (2.0 if bool(ga.sum() > 1e9) else 1.0),
+            2)},
         edges={"f": ("a", "b")})
     xs = graph.init_states(2, std=1.0)
     with pytest.warns(hf.dynamics.CompileFallbackWarning, match="falling back"):
