@@ -10,7 +10,7 @@ Public names: :class:`EnergyGraph`, :class:`NeuronLayer`, :func:`derive`, :class
 import sys as _sys
 
 from .core import errors, graph, lagrangians, neurons, synapses
-from .core.errors import WiringError
+from .core.errors import NonFiniteError, WiringError
 from .core.graph import EnergyGraph
 from .core.neurons import NeuronLayer
 from .derivation import DerivedBlock, Group, LyapunovReport, derive, lyapunov_report
@@ -44,6 +44,7 @@ __all__ = [
     "EnergyGraph",
     "NeuronLayer",
     "WiringError",
+    "NonFiniteError",
     "derive",
     "Group",
     "DerivedBlock",

@@ -70,6 +70,7 @@ from torch.nn.utils import parametrize
 
 from ..core.errors import WiringError
 from ..core.graph import EnergyGraph
+from ..core.errors import NonFiniteError
 from ..derivation import DerivedBlock, lyapunov_report
 from ..dynamics.descent import RULES, descend
 from ..dynamics.solvers import get_solver
@@ -245,6 +246,17 @@ def _why_not(rep) -> str:
     return "no guarantee"
 
 
+def _check_finite(rec: EnergyRecord) -> None:
+    """Refuse a record with NaN/Inf energies (nothing plots NaN): name the first bad point."""
+    for p in rec.points:
+        if not np.isfinite(p.energy).all():
+            bad = np.flatnonzero(~np.isfinite(p.energy)).tolist()
+            raise NonFiniteError(
+                f"energy record of {p.block_name!r}: the energy is NaN/Inf at group "
+                f"{p.group!r}, {p.kind} {p.step} (pass {p.repeat}) for sample(s) {bad[:8]}. Check "
+                f"the input and the weights for NaN/Inf (check_finite=False records it anyway).")
+
+
 def _report_info(obj, step_size=None, rule=None) -> dict:
     rep = (lyapunov_report(obj, step_size=step_size) if rule is None else
            lyapunov_report(obj, step_size=step_size, rule=rule))
@@ -391,7 +403,7 @@ def _record_block_into(rec: EnergyRecord, block: DerivedBlock, x: torch.Tensor, 
 
 def record_block(block: DerivedBlock, x: torch.Tensor, clamped: Mapping | None = None, *,
                  n_iter: int | None = None, solver: str | None = None, tol: float | None = None,
-                 name: str = "block") -> EnergyRecord:
+                 name: str = "block", check_finite: bool = True) -> EnergyRecord:
     """Run ``block`` on the visible states ``x`` ``(batch, *shape)`` and record every solver
     iteration of its implicit groups and every descent step of its other groups.
 
@@ -410,12 +422,14 @@ def record_block(block: DerivedBlock, x: torch.Tensor, clamped: Mapping | None =
     rec = EnergyRecord(source=name)
     rec.outputs = _record_block_into(rec, block, x, dict(clamped or {}), 0, name,
                                      _run_settings(block, n_iter, solver, tol))
+    if check_finite:
+        _check_finite(rec)
     return rec
 
 
 def record_model(model: nn.Module, inputs: torch.Tensor, *, n_iter: int | None = None,
                  solver: str | None = None, tol: float | None = None,
-                 source: str | None = None) -> EnergyRecord:
+                 source: str | None = None, check_finite: bool = True) -> EnergyRecord:
     """Run ``model`` on ``inputs`` and record every :class:`~hopfield.DerivedBlock` inside it
     (in forward order), each from the input it receives. ``outputs`` holds the model's output.
     """
@@ -453,13 +467,16 @@ def record_model(model: nn.Module, inputs: torch.Tensor, *, n_iter: int | None =
         stack.callback(model.train, model.training)
         model.eval()
         rec.outputs = model(inputs)
+    if check_finite:
+        _check_finite(rec)
     return rec
 
 
 # ---------------------------------------------------------------------- graphs
 def record_descent(graph: EnergyGraph, xs: Mapping[str, torch.Tensor], *, steps: int = 100,
                    step_size: float = 0.1, rule: str = "leaky", tol: float | None = None,
-                   method: str = "auto", source: str = "graph") -> EnergyRecord:
+                   method: str = "auto", source: str = "graph",
+                   check_finite: bool = True) -> EnergyRecord:
     """Run :func:`hopfield.dynamics.descend` step by step from ``xs`` and record each state.
 
     The energy is the graph's total energy for ``rule="leaky"``; for ``rule="residual"`` the
@@ -495,6 +512,8 @@ def record_descent(graph: EnergyGraph, xs: Mapping[str, torch.Tensor], *, steps:
             xs, _ = descend(graph, xs, steps=1, step_size=step_size, rule=rule, record=False,
                             method=method)
     rec.outputs = xs
+    if check_finite:
+        _check_finite(rec)
     return rec
 
 

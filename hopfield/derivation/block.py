@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.errors import WiringError
+from ..core.errors import NonFiniteError, WiringError
 from ..core.graph import EnergyGraph
 from ..dynamics.implicit import solve_fixed_point
 from ..dynamics.steps import step
@@ -27,6 +27,16 @@ from .report import LyapunovReport, describe_block, feedback_lipschitz, lyapunov
 from .trace import SolveTrace, StepTrace, Trace
 
 __all__ = ["DerivedBlock"]
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _cached_parametrizations():
+    """``parametrize.cached()``, except under ``torch.jit.trace``, which refuses the cache: the
+    traced graph evaluates each parametrized weight where it is used (equal in eval mode)."""
+    return nullcontext() if torch.jit.is_tracing() else parametrize.cached()
 
 
 class DerivedBlock(nn.Module):
@@ -54,6 +64,9 @@ class DerivedBlock(nn.Module):
         # fixed-point iteration (the official iMixer hook); see docs/tutorials/interop.md
         self.spectral_schedule = spectral_schedule
         self.drop_path = 0.0  # stochastic depth rate on each group's increment (training only)
+        # opt-in: raise NonFiniteError naming the group and layer at the first NaN/Inf (one
+        # device sync per group step; never while compiling or exporting)
+        self.check_finite = False
 
     @property
     def visible(self) -> str:
@@ -105,6 +118,9 @@ class DerivedBlock(nn.Module):
             return torch.cat([d[n].reshape(d[n].shape[0], -1) for n in comp.state], dim=1)
 
         needs_act = set(comp.eliminated) | (set(comp.state) if not single else set())
+        # plain tuples, read once: torch.compile cannot read a mapping proxy after the
+        # parametrization cache (a dict) has changed
+        internal = {n: tuple(comp.internal[n]) for n in comp.sweep}
 
         def fmap(z):
             loc = dict(gs)
@@ -115,7 +131,7 @@ class DerivedBlock(nn.Module):
                 loc[n] = self._act(n, zn)
             new = {}
             for n in comp.sweep:
-                c = self._current(comp.internal[n], loc, like)
+                c = self._current(internal[n], loc, like)
                 c = c if ext[n] is None else ext[n] + c
                 if n in needs_act:  # the last layers' activations are recomputed from z
                     loc[n] = self._act(n, c)
@@ -133,13 +149,13 @@ class DerivedBlock(nn.Module):
             return fmap
 
         def refreshed(z):
-            with parametrize.cached():
+            with _cached_parametrizations():
                 return fmap(z)
 
         return refreshed
 
     def _spectral_scope(self):
-        return parametrize.cached() if self.spectral_schedule == "forward" else nullcontext()
+        return _cached_parametrizations() if self.spectral_schedule == "forward" else nullcontext()
 
     def _prime_parametrizations(self, plan: Plan):
         # with the per-iteration schedule every map evaluation opens its own cache: nothing to
@@ -317,8 +333,19 @@ class DerivedBlock(nn.Module):
             for r in range(self.repeats if repeats is None else repeats):
                 for plan in plans:
                     current = self._run_group(plan, current, clamped, r, tr)
+                    if self.check_finite and not _tracing():
+                        self._assert_finite(plan, r, current)
         out = tuple(current[n] for n in self.slow)
         return (out[0] if len(out) == 1 else out), tr
+
+    def _assert_finite(self, plan: Plan, repeat: int, states: dict) -> None:
+        for n in plan.slow:
+            if not bool(torch.isfinite(states[n]).all()):
+                bad = (~torch.isfinite(states[n])).flatten(1).any(1).nonzero().flatten().tolist()
+                raise NonFiniteError(
+                    f"DerivedBlock: layer {n!r} went NaN/Inf in group {plan.name!r} (pass "
+                    f"{repeat}) for sample(s) {bad[:8]}. Check the block's input and weights; "
+                    f"a diverging step may need a smaller step_size.")
 
     def forward(self, *states: torch.Tensor, **clamped: torch.Tensor):
         return self.run(states, clamped)[0]

@@ -41,7 +41,7 @@ def derive(graph: EnergyGraph, visible: str | Sequence[str],
            tol: float | None = None, grad: str = "unrolled", solver_options: dict | None = None,
            backward_tol: float | None = 1e-8, backward_max_iter: int | None = None,
            currents: str = "auto", spectral_schedule: str = "forward",
-           exclude: Sequence[str] = ()) -> DerivedBlock:
+           exclude: Sequence[str] = (), check_finite: bool = False) -> DerivedBlock:
     r"""Turn a declared energy into a block whose forward is the derived update.
 
     Args:
@@ -69,6 +69,9 @@ def derive(graph: EnergyGraph, visible: str | Sequence[str],
             per forward, the default) or ``"iteration"`` (before every fixed-point iteration,
             as the official iMixer code does; the default for converted official checkpoints).
         exclude: synapses deliberately left out of every group.
+        check_finite: raise :class:`~hopfield.NonFiniteError` naming the group and layer when a
+            slow state goes NaN/Inf (off by default: it costs a device sync per group step;
+            skipped while compiling or exporting). Settable later as ``block.check_finite``.
 
     Returns:
         A :class:`DerivedBlock`.
@@ -123,4 +126,6 @@ def derive(graph: EnergyGraph, visible: str | Sequence[str],
         raise WiringError(f"derive: synapse(s) {left} belong to no group, so the block would "
                           f"ignore their energy. Add them to a group, or pass "
                           f"exclude={left} to leave them out on purpose.")
-    return DerivedBlock(graph, slow, plans, repeats, currents, spectral_schedule)
+    block = DerivedBlock(graph, slow, plans, repeats, currents, spectral_schedule)
+    block.check_finite = bool(check_finite)
+    return block

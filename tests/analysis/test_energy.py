@@ -346,3 +346,13 @@ def test_descend_compiled_falls_back_with_warning(f64):
     for n in a:
         torch.testing.assert_close(a[n], b[n])
     assert math.isfinite(float(a["a"].detach().sum()))
+
+
+def test_records_refuse_nan_energies_unless_asked():
+    from hopfield.analysis.record import record_block
+
+    blk = hf.blocks.et_block(6, 4, num_heads=2, steps=2).eval()
+    x = torch.randn(2, 6, 4)
+    x[1, 0, 0] = float("nan")
+    with pytest.raises(hf.NonFiniteError, match=r"energy is NaN/Inf .* sample\(s\) \[1\]"):
+        record_block(blk, x)

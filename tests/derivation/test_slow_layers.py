@@ -126,3 +126,15 @@ def test_set_solve_replaces_frozen_plans():
         blk.set_solve(group="nope", tol=1e-3)
     with pytest.raises(ValueError, match="tol must be a positive finite number"):
         blk.set_solve(tol=float("nan"))
+
+
+def test_check_finite_names_the_group_and_layer():
+    blk = hf.derive(classifier_graph(), ["hidden", "label"], step="leaky", step_size=0.5,
+                    check_finite=True)
+    img, h, y = (torch.randn(2, n, dtype=D) for n in (5, 4, 3))
+    img[1, 0] = float("nan")
+    with pytest.raises(hf.NonFiniteError, match=r"layer 'hidden' went NaN/Inf in group "
+                                                r"'group1' \(pass 0\) for sample\(s\) \[1\]"):
+        blk(h, y, image=img)
+    blk.check_finite = False  # off: the NaN flows through silently, as torch would
+    assert torch.isnan(blk(h, y, image=img)[0][1]).any()
