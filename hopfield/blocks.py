@@ -1,4 +1,5 @@
-r"""Declarations of the classic blocks as hierarchical Hopfield energies (THEORY §4).
+r"""Declarations of the classic blocks as hierarchical Hopfield energies
+(docs/concepts/fast_layers.md#classic-blocks).
 
 Each ``*_graph`` function declares the energy; each ``*_block`` function derives the block from
 it with :func:`hopfield.derive`. Nothing here writes an update rule by hand.
@@ -39,9 +40,10 @@ def _norm(dim, tied, eps):
 def mixer_graph(num_tokens: int, dim: int, token_dim: int | None = None,
                 channel_dim: int | None = None, *, act: str = "gelu", tied: bool = False,
                 eps: float = 1e-6):
-    r"""MLP-Mixer energy (THEORY §4.1): visible $x\in\mathbb R^{N\times D}$ with layer norm, a fast
-    token hidden layer $(K, D)$ (dense synapse on the token axis) and a fast channel hidden layer
-    $(N, C)$ (dense synapse on the channel axis). Returns ``(graph, groups)``."""
+    r"""MLP-Mixer energy (docs/concepts/fast_layers.md#mlp-mixer): visible
+    $x\in\mathbb R^{N\times D}$ with layer norm, a fast token hidden layer $(K, D)$ (dense synapse
+    on the token axis) and a fast channel hidden layer $(N, C)$ (dense synapse on the channel axis).
+    Returns ``(graph, groups)``."""
     _sizes("mixer_graph", num_tokens=num_tokens, dim=dim)
     _sizes("mixer_graph", optional=True, token_dim=token_dim, channel_dim=channel_dim)
     token_dim = dim // 2 if token_dim is None else token_dim
@@ -79,9 +81,10 @@ def tied_mixer_block(num_tokens, dim, token_dim=None, channel_dim=None, *, act="
 
 def vit_graph(num_tokens: int, dim: int, num_heads: int, mlp_dim: int | None = None, *,
               qkv_bias: bool = True, act: str = "gelu", tied: bool = False, eps: float = 1e-6):
-    r"""Transformer (ViT) energy (THEORY §4.2): visible tokens with layer norm, a clamped memory copy
-    of them, the log-sum-exp attention synapse (queries from the visible layer, keys from the
-    memory), and a fast channel hidden layer. Returns ``(graph, groups)``."""
+    r"""Transformer (ViT) energy (docs/concepts/fast_layers.md#transformer): visible tokens with
+    layer norm, a clamped memory copy of them, the log-sum-exp attention synapse (queries from the
+    visible layer, keys from the memory), and a fast channel hidden layer. Returns
+    ``(graph, groups)``."""
     _sizes("vit_graph", num_tokens=num_tokens, dim=dim, num_heads=num_heads)
     _sizes("vit_graph", optional=True, mlp_dim=mlp_dim)
     mlp_dim = 4 * dim if mlp_dim is None else mlp_dim
@@ -115,10 +118,10 @@ def imixer_graph(num_tokens: int, dim: int, token_dim: int | None = None,
                  feedback_dim: int | None = None, channel_dim: int | None = None, *,
                  act: str = "gelu", tied: bool = False, coeff: float | None = 0.9,
                  n_power_iterations: int = 8, eps: float = 1e-6):
-    r"""iMixer energy (THEORY §4.3): visible $x_1$ (layer norm), and a token group of **two** fast
-    layers in a chain, $x_2$ (``token_dim`` $=D_i$ on the token axis) and $x_3$
-    (``feedback_dim`` $=D_h$), plus the channel hidden layer. The chain makes $\{x_2, x_3\}$ an
-    implicit group: $x_2 = (1-F)^{-1}(W_{21}\,\mathrm{LN}(x_1) + b_{21})$. ``coeff`` applies soft
+    r"""iMixer energy (docs/concepts/fast_layers.md#imixer): visible $x_1$ (layer norm), and a token
+    group of **two** fast layers in a chain, $x_2$ (``token_dim`` $=D_i$ on the token axis) and
+    $x_3$ (``feedback_dim`` $=D_h$), plus the channel hidden layer. The chain makes $\{x_2, x_3\}$
+    an implicit group: $x_2 = (1-F)^{-1}(W_{21}\,\mathrm{LN}(x_1) + b_{21})$. ``coeff`` applies soft
     spectral normalisation to both feedback weights (``None`` disables it). Defaults follow the
     paper: $D_i = D/2$, $D_h = 2D_i$, channel MLP $4D$; every size must be an int >= 1."""
     who = "imixer_graph"

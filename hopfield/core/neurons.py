@@ -1,6 +1,6 @@
 r"""Neuron layers: a state shape, a Lagrangian, a time constant, and the Legendre energy.
 
-The neuron energy of layer $A$ is the Legendre term (THEORY §1)
+The neuron energy of layer $A$ is the Legendre term (docs/concepts/legendre.md#legendre-term)
 
 $$E_A = \langle x_A, g_A\rangle - L_A(x_A), \qquad g_A = \nabla L_A(x_A).$$
 
@@ -40,10 +40,11 @@ class NeuronLayer(nn.Module):
         lagrangian: a :class:`~hopfield.lagrangians.Lagrangian`; may be ``None`` only for a copy
             layer (``copy_of``), which then uses the Lagrangian of the layer it copies.
         tau: time constant $\tau>0$; ``tau=0`` declares a *fast* layer that sits at equilibrium
-            (adiabatic elimination, THEORY §4).
+            (adiabatic elimination, docs/concepts/fast_layers.md#elimination).
         clamped: the dynamics never change this layer's state (an input, a memory copy).
         copy_of: name of another layer whose state this clamped layer copies at the start of each
-            update (the clamped memory of the Transformer's attention, THEORY §4.2).
+            update (the clamped memory of the Transformer's attention,
+            docs/concepts/fast_layers.md#transformer).
 
     Example:
         >>> import hopfield as hf

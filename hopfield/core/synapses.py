@@ -1,13 +1,14 @@
 r"""Synapses: scalar energies of activations that couple a tuple of neuron layers.
 
 Every synapse returns one energy per sample, shape ``(batch,)``, and sees **activations only**
-(THEORY §2). Alignment lowers energy. The current it sends into its $i$-th layer is
+(docs/concepts/synapses.md#synapses). Alignment lowers energy. The current it sends into its $i$-th
+layer is
 
 * tied: $I_i = -\partial E_s/\partial g_i$ (autograd of :meth:`Synapse.energy`);
 * untied: $I_i = -\partial/\partial u\; E^{(i)}_s(u; g)$, the derivative of *that target's half*
   of the synapse with respect to a probe $u$ standing in for $g_i$ (:meth:`Synapse.half_energy`,
-  THEORY §5). The probe is not a stop-gradient: every other tensor keeps its autograd graph, so
-  training gradients through the derived update stay exact.
+  docs/concepts/untying.md#probes). The probe is not a stop-gradient: every other tensor keeps its
+  autograd graph, so training gradients through the derived update stay exact.
 
 Synapses with a closed-form current expose :meth:`Synapse.current`; ``tests/test_synapses.py``
 pins each closed form to the autograd derivation above.
@@ -280,7 +281,7 @@ class HopfieldMemory(Synapse):
 
 
 class MultiHeadAttention(Synapse):
-    r"""Multi-head attention energy (THEORY §2, §4.2).
+    r"""Multi-head attention energy (docs/concepts/synapses.md#attention).
 
     $$E = -\beta^{-1}\sum_h\sum_C\log\sum_B\exp\big(\beta\,\langle K_{hB}, Q_{hC}\rangle\big),
     \quad Q = W_Q g + b_Q,\; K = W_K g' + b_K,$$

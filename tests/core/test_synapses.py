@@ -94,7 +94,8 @@ def test_untied_with_tied_weights_is_the_energy_gradient(name):
 
 
 def test_tied_attention_value_is_wq_transpose_k():
-    """THEORY §4.2: tied, the attention current is sum_B softmax(beta Q.K) W_Q^T K_B."""
+    """docs/concepts/synapses.md#attention: tied, the attention current is sum_B softmax(beta Q.K)
+    W_Q^T K_B."""
     syn = S.MultiHeadAttention(4, 1, memory=True, tied=True).double()
     gq, gk = torch.randn(1, 3, 4, dtype=D), torch.randn(1, 5, 4, dtype=D)
     wq, wk = syn.in_proj_weight[:4], syn.in_proj_weight[4:]
@@ -116,7 +117,8 @@ def test_untied_attention_is_standard_multihead_attention():
 
 
 def test_probe_gives_exact_training_gradients_where_stop_gradient_fails():
-    """THEORY §5 trap: the probe keeps the input gradient exact; an sg split does not."""
+    """docs/concepts/untying.md#stop-gradient-trap: the probe keeps the input gradient exact; an sg
+    split does not."""
     dense = S.Dense(4, 6, axis=-2, tied=False).double()
     gelu = hf.lagrangians.GELU()
     x = torch.randn(2, 4, 3, dtype=D, requires_grad=True)

@@ -1,10 +1,11 @@
-"""Derived blocks equal independently written reference blocks (THEORY §4.1–4.3, §5).
+"""Derived blocks equal independently written reference blocks
+(docs/concepts/fast_layers.md#classic-blocks, docs/concepts/untying.md#untying).
 
 Every comparison is in float64, forward **and** gradients (with respect to the input and every
-parameter: THEORY §5's trap is a block whose forward matches while its gradients do not), in
-both current modes (closed forms / autograd), in eval and train mode. Weights are copied from the
-reference into the derived block by :func:`pairs`, which also names every tensor pair whose
-gradients must agree.
+parameter: the stop-gradient trap (docs/concepts/untying.md#stop-gradient-trap) is a block whose
+forward matches while its gradients do not), in both current modes (closed forms / autograd), in
+eval and train mode. Weights are copied from the reference into the derived block by :func:`pairs`,
+which also names every tensor pair whose gradients must agree.
 """
 
 import pytest
@@ -232,7 +233,8 @@ def test_imixer_phantom_grad_is_first_order_close():
 
 
 def test_gradient_comparison_catches_the_stop_gradient_trap():
-    """THEORY §5: a block whose forward is right but whose gradient paths are cut must fail."""
+    """docs/concepts/untying.md#stop-gradient-trap: a block whose forward is right but whose
+    gradient paths are cut must fail."""
 
     class Trap(torch.nn.Module):
         def __init__(self, blk):
