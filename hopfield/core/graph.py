@@ -1,11 +1,12 @@
 r"""The energy graph: named neuron layers, named synapses, and the edges that join them.
 
-Total energy (THEORY §2):
+Total energy (docs/concepts/synapses.md#total-energy):
 
 $$E = \sum_A \big(\langle x_A, g_A\rangle - L_A(x_A)\big) + \sum_s E_s(g_{s_1}, \dots, g_{s_k}).$$
 
-The current into layer $A$ is $I_A = -\partial(\sum_s E_s)/\partial g_A$ (autograd; untied synapses
-through probes, THEORY §5), so that $\partial E/\partial g_A = x_A - I_A$.
+The current into layer $A$ is $I_A = -\partial(\sum_s E_s)/\partial g_A$ (a closed form, or
+``torch.func``: docs/concepts/synapses.md#currents-under-torch-func; untied synapses through probes,
+docs/concepts/untying.md#probes), so that $\partial E/\partial g_A = x_A - I_A$.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from .autodiff import energy_grads, is_batched, probe_grad
 from .errors import WiringError
 from .lagrangians import Lagrangian
 from .neurons import NeuronLayer
@@ -141,7 +143,8 @@ class EnergyGraph(nn.Module):
         return xs
 
     def check_states(self, xs: Mapping[str, torch.Tensor], *, finite: bool = True) -> None:
-        """Raise a clear error if ``xs`` does not fit the graph (names, shapes, NaN/Inf)."""
+        """Raise a clear error if ``xs`` does not fit the graph (names, shapes, NaN/Inf; under
+        ``torch.func.vmap`` values cannot be read, and NaN/Inf are not looked for)."""
         if not isinstance(xs, Mapping):
             raise TypeError(f"states must be a dict of neuron name -> tensor, got {type(xs).__name__}.")
         missing = sorted(set(self.neurons) - set(xs))
@@ -162,7 +165,7 @@ class EnergyGraph(nn.Module):
                 raise WiringError(f"state of neuron {name!r} has batch size {x.shape[0]}, others "
                                   f"have {batch}; every state must share the batch size.")
             batch = x.shape[0]
-            if finite and not torch.isfinite(x).all():
+            if finite and not is_batched(x) and not torch.isfinite(x).all():  # vmap: unread
                 raise ValueError(f"state of neuron {name!r} contains NaN or Inf; check the input "
                                  f"(or the step size, if it came from a diverging update).")
 
@@ -241,9 +244,7 @@ class EnergyGraph(nn.Module):
                 else:
                     add(n, c)
         if pending:
-            create_graph = torch.is_grad_enabled()
-            with torch.enable_grad():
-                self._autograd_currents(gs, pending, add, create_graph, out)
+            self._autograd_currents(gs, pending, add, out)
         for n in targets:
             if out[n] is None:  # no synapse touches this layer: zero current
                 out[n] = torch.zeros_like(gs[n])
@@ -276,33 +277,24 @@ class EnergyGraph(nn.Module):
         ref = like if like is not None else next(iter(gs.values()))
         loc = [gs[n] if n in gs else ref.new_zeros((ref.shape[0], *self.neurons[n].shape))
                for n in edge]
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            if not syn.tied:
-                probe = torch.zeros_like(loc[i], requires_grad=True)
-                half = syn.half_energy(i, probe, *loc).sum()
-                (gr,) = torch.autograd.grad(half, probe, create_graph=create_graph)
-                return -gr
-            # a fresh alias of the slot's activation: the partial derivative must not follow
-            # paths through other activations computed from it (docs/concepts/synapses.md)
-            g = loc[i]
-            loc[i] = g.view_as(g) if g.requires_grad else g.detach().requires_grad_(True)
-            e = syn.energy(*loc).sum()
-            (gr,) = torch.autograd.grad(e, loc[i], create_graph=create_graph, allow_unused=True)
-        return -gr if gr is not None else torch.zeros_like(loc[i])
+        if not syn.tied:  # the target's half energy, differentiated at a zero probe
+            return -probe_grad(lambda p: syn.half_energy(i, p, *loc).sum(), loc[i],
+                               modules=[syn])
 
-    def _autograd_currents(self, gs, pending, add, create_graph, targets):
+        def energy(g):  # g: a fresh alias of the slot's activation (docs/concepts/synapses.md)
+            return syn.energy(*loc[:i], g, *loc[i + 1:]).sum()
+
+        return -energy_grads(energy, [loc[i]], modules=[syn])[0]
+
+    def _autograd_currents(self, gs, pending, add, targets):
+        """Currents of ``pending`` ``[(synapse, slot)]`` by ``torch.func``
+        (docs/concepts/synapses.md#currents-under-torch-func)."""
         tied = [(s, i) for s, i in pending if self.synapses[s].tied]
         untied = [(s, i) for s, i in pending if not self.synapses[s].tied]
         if tied:
-            # Fresh alias nodes: the partial derivative wrt one slot must not follow paths
-            # through other activations computed from it (e.g. a fast layer's g_h = σ(W g_x)),
-            # while the alias keeps the training graph intact (no stop-gradient, THEORY §5).
-            leaf = {n: (g.view_as(g) if g.requires_grad else g.detach().requires_grad_(True))
-                    for n, g in gs.items()}
             syns = sorted({s for s, _ in tied})
             pend = set(tied)
-            # One autograd call serves all targets unless some slot of these synapses was
+            # One gradient call serves all targets unless some slot of these synapses was
             # already answered in closed form (then the energy would count it twice).
             clash = any(n in targets and (s, i) not in pend
                         for s in syns for i, n in enumerate(self.edges[s]))
@@ -310,18 +302,22 @@ class EnergyGraph(nn.Module):
                     [(sorted({s for s, i in tied if self.edges[s][i] == n}), [n])
                      for n in sorted({self.edges[s][i] for s, i in tied})])
             for job_syns, names in jobs:
-                e = self.synapse_energy(leaf, job_syns).sum()
-                grads = torch.autograd.grad(e, [leaf[n] for n in names],
-                                            create_graph=create_graph, allow_unused=True)
+                # the targets enter as arguments: fresh aliases, so the partial derivative does
+                # not follow paths through other activations computed from them, while the
+                # training graph stays intact (no stop-gradient, docs/concepts/untying.md)
+                def energy(*g, names=names, job_syns=job_syns):
+                    return self.synapse_energy({**gs, **dict(zip(names, g, strict=True))},
+                                               job_syns).sum()
+
+                grads = energy_grads(energy, [gs[n] for n in names],
+                                     modules=[self.synapses[s] for s in job_syns])
                 for n, gr in zip(names, grads, strict=True):
-                    if gr is not None:
-                        add(n, -gr)
+                    add(n, -gr)
         for s, i in untied:
             syn, edge = self.synapses[s], self.edges[s]
-            probe = torch.zeros_like(gs[edge[i]], requires_grad=True)
-            half = syn.half_energy(i, probe, *(gs[m] for m in edge)).sum()
-            (gr,) = torch.autograd.grad(half, probe, create_graph=create_graph)
-            add(edge[i], -gr)
+            loc = [gs[m] for m in edge]
+            add(edge[i], -probe_grad(lambda p, syn=syn, i=i, loc=loc:
+                                     syn.half_energy(i, p, *loc).sum(), loc[i], modules=[syn]))
 
     def extra_repr(self) -> str:
         return "edges: " + ", ".join(f"{s}={e}" for s, e in self.edges.items())

@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..core.errors import NonFiniteError, WiringError
 from ..core.graph import EnergyGraph
+from ..dynamics.guards import is_tracing
 from ..dynamics.implicit import solve_fixed_point
 from ..dynamics.steps import step
 from .plan import Component, Plan, check_options
@@ -29,8 +30,6 @@ from .trace import SolveTrace, StepTrace, Trace
 __all__ = ["DerivedBlock"]
 
 
-def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def _cached_parametrizations():
@@ -333,7 +332,7 @@ class DerivedBlock(nn.Module):
             for r in range(self.repeats if repeats is None else repeats):
                 for plan in plans:
                     current = self._run_group(plan, current, clamped, r, tr)
-                    if self.check_finite and not _tracing():
+                    if self.check_finite and not is_tracing(current[plan.slow[0]]):
                         self._assert_finite(plan, r, current)
         out = tuple(current[n] for n in self.slow)
         return (out[0] if len(out) == 1 else out), tr

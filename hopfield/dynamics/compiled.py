@@ -1,8 +1,8 @@
 r"""Compiled energy descent: one ``torch.compile``\ d graph per descent step.
 
 :func:`descend_compiled` runs exactly the dynamics of :func:`hopfield.dynamics.descend`
-(THEORY §3; same rules, same order of updates, same stats record) but hands the whole step to
-``torch.compile(fullgraph=True)``:
+(docs/concepts/dynamics.md#discrete-steps; same rules, same order of updates, same stats record) but
+hands the whole step to ``torch.compile(fullgraph=True)``:
 
 1. activations $g_A = \nabla L_A(x_A)$ and currents $I_A$ of every non-clamped layer (closed forms
    where the synapses have them, so the step has no data-dependent Python branches);
@@ -11,9 +11,11 @@ r"""Compiled energy descent: one ``torch.compile``\ d graph per descent step.
 3. fast layers set to their currents, one after another.
 
 Inductor fuses the elementwise work around the matrix products and removes the per-step Python
-overhead of the eager loop. If the step cannot be captured as one graph (e.g. a synapse whose
-current needs ``torch.autograd.grad``) or compilation fails (no C compiler, an unsupported
-backend), the function warns with :class:`CompileFallbackWarning` and runs the eager step instead;
+overhead of the eager loop (currents without a closed form are compiled too: under
+``torch.compile`` the graph takes them with ``torch.func.grad``,
+docs/concepts/synapses.md#currents-under-torch-func). If the step cannot be captured as one
+graph (e.g. a synapse energy that branches on a value) or compilation fails (no C compiler, an
+unsupported backend), the function warns with :class:`CompileFallbackWarning` and runs the eager step instead;
 the results are the same either way, only the speed differs.
 
 Example:

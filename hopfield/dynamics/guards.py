@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from ..core.autodiff import is_batched
 from ..core.validate import is_finite_real, is_int, is_real
 
 __all__ = ["check_iteration_settings", "check_solver_call", "solver_option_names",
@@ -92,8 +93,9 @@ def check_solver_options(solver: str, fn: Callable, options, *,
 
 
 def is_tracing(z: torch.Tensor) -> bool:
-    """True while ``torch.compile``, ``torch.export``, ``torch.jit`` or FX records the solve, or
-    for ``meta`` tensors: reading values then would break the graph (or is impossible)."""
+    """True while ``torch.compile``, ``torch.export``, ``torch.jit`` or FX records the solve, for
+    ``meta`` tensors, or for tensors batched by ``torch.func.vmap``: reading values then would
+    break the graph (or is impossible)."""
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return True
     is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
@@ -103,4 +105,4 @@ def is_tracing(z: torch.Tensor) -> bool:
         is_compiling = _dynamo.is_compiling
     if is_compiling():
         return True
-    return isinstance(z, torch.fx.Proxy) or z.device.type == "meta"
+    return isinstance(z, torch.fx.Proxy) or z.device.type == "meta" or is_batched(z)

@@ -22,8 +22,10 @@ from collections.abc import Callable
 
 import torch
 
+from ..core.autodiff import transform_active
 from ..core.validate import check_int
-from .guards import check_iteration_settings, check_solver_options
+from .guards import check_iteration_settings, check_solver_options, is_tracing
+from .masked import static_solver
 from .solvers import DivergenceError, SolverStats, get_solver
 
 __all__ = ["GRAD_MODES", "solve_fixed_point"]
@@ -52,10 +54,17 @@ def solve_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tenso
     check_int(who, "phantom_steps", phantom_steps, minimum=1)
     opts = check_solver_options(solver, solve, solver_options, who=who)
     empty = isinstance(z0, torch.Tensor) and z0.dim() > 0 and z0.shape[0] == 0
+    if grad == "implicit" and torch.is_grad_enabled() and not empty and transform_active():
+        raise ValueError(f"{who}: grad='implicit' attaches its gradient with an autograd hook on "
+                         f"the solution, which torch.func transforms (vmap, jacrev, jacfwd, grad) "
+                         f"cannot run; use grad='unrolled' or grad='phantom' under a transform "
+                         f"(or torch.no_grad() for values only).")
+    # compile/export/vmap cannot stop on a value: masked iterations (hopfield.dynamics.masked)
+    forward = static_solver(solver, solve) if tol is not None and is_tracing(z0) else solve
     if grad == "unrolled" or not torch.is_grad_enabled() or empty:
-        return solve(f, z0, max_iter=max_iter, tol=tol, **opts)
+        return forward(f, z0, max_iter=max_iter, tol=tol, **opts)
     with torch.no_grad():
-        z_star, stats = solve(f, z0, max_iter=max_iter, tol=tol, **opts)
+        z_star, stats = forward(f, z0, max_iter=max_iter, tol=tol, **opts)
     z_star = z_star.detach()
     if grad == "phantom":
         z = z_star

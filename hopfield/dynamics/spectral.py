@@ -5,7 +5,10 @@ $W \leftarrow W / \max(1, \sigma_{\max}(W)/c)$ with $\sigma_{\max}$ estimated by
 and updates the buffers ``u``, ``v`` in place; in eval mode the stored vectors are used, so the
 eval-mode weight is exactly ``W_orig / max(1, uᵀ W_orig v / c)`` (the published iMixer rule,
 ``c = 0.9``). The rescaling keeps $\lVert W\rVert_2 \lesssim c$, which makes a residual map
-$1 - F$ invertible when $F$'s Lipschitz constant stays below one (THEORY §4.3).
+$1 - F$ invertible when $F$'s Lipschitz constant stays below one
+(docs/concepts/fast_layers.md#imixer). Inside a ``torch.func`` transform nothing is written: the
+same power iterations run from the stored vectors, and the buffers keep their values
+(docs/concepts/fast_layers.md#spectral-norm-schedule).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
+
+from ..core.autodiff import transform_active
 
 __all__ = ["SoftSpectralNorm", "spectral_norm", "spectral_norm_of", "operator_norm",
            "frozen_spectral_norms", "SCHEDULES"]
@@ -48,17 +53,24 @@ class SoftSpectralNorm(nn.Module):
         self.register_buffer("sigma", torch.ones((), dtype=weight.dtype, device=weight.device))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        # under a torch.func transform (vmap, jacrev, grad, jvp) nothing is written: the same
+        # power iterations run from the stored u, v, without the in-place updates that a
+        # transform forbids (docs/concepts/fast_layers.md#spectral-norm-schedule)
+        return self._normalised(weight, write=not transform_active())
+
+    def _normalised(self, weight: torch.Tensor, write: bool) -> torch.Tensor:
         mat = weight.reshape(weight.shape[0], -1)
         u, v = self.u, self.v
         if self.training:
             with torch.no_grad():
                 for _ in range(self.n_power_iterations):
-                    v = F.normalize(mat.t() @ u, dim=0, eps=self.eps, out=self.v)
-                    u = F.normalize(mat @ v, dim=0, eps=self.eps, out=self.u)
+                    v = F.normalize(mat.t() @ u, dim=0, eps=self.eps, out=self.v if write else None)
+                    u = F.normalize(mat @ v, dim=0, eps=self.eps, out=self.u if write else None)
             u, v = u.clone(), v.clone()
         # (mat @ v) may come back in bf16/fp16 under autocast while u stays float32
         sigma = torch.dot(u, (mat @ v).to(u.dtype))
-        self.sigma.copy_(sigma.detach())
+        if write:
+            self.sigma.copy_(sigma.detach())
         factor = torch.clamp(sigma / self.coeff, min=1.0)
         return weight / factor
 
@@ -77,6 +89,33 @@ def spectral_norm(module: nn.Module, name: str = "weight", *, coeff: float = 0.9
         raise ValueError(f"spectral_norm: {type(module).__name__} has no tensor attribute {name!r}.")
     parametrize.register_parametrization(
         module, name, SoftSpectralNorm(getattr(module, name), coeff, n_power_iterations))
+    type(module).__reduce_ex__ = _reduce_parametrized  # torch.save(model) pickles it
+    return module
+
+
+def _reduce_parametrized(module: nn.Module, protocol: int):
+    """Pickle a parametrized module, whose class torch makes on the fly (and refuses to
+    pickle), as its own class, its state and its parametrizations, registered again on load."""
+    state = dict(module.__dict__)
+    children = dict(state["_modules"])
+    lists = children.pop("parametrizations")
+    state["_modules"] = children
+    saved = {name: (lst.original, list(lst), lst.unsafe) for name, lst in lists.items()}
+    return _rebuild_parametrized, (type(module).__bases__[0], state, saved)
+
+
+def _rebuild_parametrized(cls: type, state: dict, saved: dict) -> nn.Module:
+    module = cls.__new__(cls)
+    module.__setstate__(state)
+    for name, (original, parametrizations, unsafe) in saved.items():
+        if isinstance(original, nn.Parameter):
+            module._parameters[name] = original
+        else:
+            module._buffers[name] = original
+        for p in parametrizations:  # unsafe: no check call, which would run power iterations
+            parametrize.register_parametrization(module, name, p, unsafe=True)
+        module.parametrizations[name].unsafe = unsafe
+    type(module).__reduce_ex__ = _reduce_parametrized
     return module
 
 
