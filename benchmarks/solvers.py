@@ -3,13 +3,16 @@
 Two questions, at Fashion-MNIST-like and CIFAR-like sizes, with trained-like weights (the
 feedback weights saturate their spectral-norm bound c = 0.9, as they do after training):
 
-1. function evaluations to reach relative residual 1e-5: plain iteration vs Anderson;
+1. function evaluations to reach relative residual 1e-5: plain iteration vs Anderson vs the
+   safeguarded solver (plain, switching to Anderson when the residual stalls);
 2. memory held for the backward pass (bytes of tensors autograd saves, counted exactly with
    ``torch.autograd.graph.saved_tensors_hooks``) for k = 1, 4, 16 iterations, unrolled vs
    implicit differentiation. On CUDA the peak allocated memory is measured as well.
 
-Usage: ``python benchmarks/solvers.py [--batch 32] [--device cpu|cuda] [--out benchmarks/results]``
-Ends with ``RESULT anderson_eval_ratio <x>`` and ``RESULT implicit_memory_ratio_k16_k1 <x>``.
+Usage: ``python benchmarks/solvers.py [--batch 32] [--device cpu|cuda] [--checkpoint A.pt B.pt ...]``
+Ends with ``RESULT anderson_eval_ratio <x>``, ``RESULT safeguarded_eval_ratio_<regime> <x>``,
+``RESULT anderson_extra_evals_trained <n>`` (safeguarded minus plain, median over checkpoints)
+and ``RESULT implicit_memory_ratio_k16_k1 <x>``.
 """
 
 from __future__ import annotations
@@ -116,8 +119,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    ap.add_argument("--checkpoint", default=None,  # e.g. runs/solver_ckpt/last.pt
-                    help="a checkpoint of a trained imixer_* model (adds the 'trained' regime)")
+    ap.add_argument("--checkpoint", nargs="*", default=[],  # e.g. runs/solver_ckpt/last.pt
+                    help="checkpoints of trained imixer_* models (adds the 'trained' regime)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,17 +129,22 @@ def main(argv=None):
     regimes = ["random", "flat"] + (["trained"] if args.checkpoint else [])
     evals = []
     for regime in regimes:
-        sizes = {"trained (checkpoint)": None} if regime == "trained" else SIZES
+        sizes = ({f"trained (checkpoint {i})": None for i in range(len(args.checkpoint))}
+                 if regime == "trained" else SIZES)
         for name, nd in sizes.items():
             n, d = nd or (0, 0)
+            ckpt = args.checkpoint[int(name.split()[-1][:-1])] if regime == "trained" else None
             for seed in range(1 if regime == "trained" else args.seeds):
                 runs = {s: count_evals(n, d, args.batch, s, args.device, seed, regime=regime,
-                                       checkpoint=args.checkpoint)
-                        for s in ("fixed_point", "anderson")}
+                                       checkpoint=ckpt)
+                        for s in ("fixed_point", "anderson", "safeguarded")}
                 (p, pc, _), (a, ac, _) = runs["fixed_point"], runs["anderson"]
+                g, gc, _ = runs["safeguarded"]
                 evals.append({"regime": regime, "size": name, "seed": seed, "plain_nfev": p,
                               "plain_converged": pc, "anderson_nfev": a,
-                              "anderson_converged": ac, "ratio": a / p})
+                              "anderson_converged": ac, "ratio": a / p, "safeguarded_nfev": g,
+                              "safeguarded_converged": gc, "safeguarded_ratio": g / p,
+                              "safeguarded_extra": g - p})
     headline = "trained" if args.checkpoint else "flat"
     ratios = [r["ratio"] for r in evals if r["regime"] == headline]
     memory = []
@@ -165,25 +173,32 @@ def main(argv=None):
     (out / "solvers.json").write_text(json.dumps(result, indent=2))
     lines = ["# Solvers on the iMixer token group", "",
              f"Command: `python benchmarks/solvers.py --batch {args.batch} --device {args.device}"
-             + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "") + "` "
+             + (" --checkpoint " + " ".join(args.checkpoint) if args.checkpoint else "") + "` "
              f"· machine: {machine['gpu'] or machine['cpu']}, torch {machine['torch']}, "
              f"{machine['threads']} threads.", "",
              "Function evaluations to relative residual 1e-5 (GELU, spectral norm c = 0.9). Weight "
              "regimes: `random` = init with the top singular value clamped to c; `flat` = every "
              "singular value at c and pre-activations in GELU's linear range (near-critical); "
              "`trained` = a checkpoint of `hopfield train`.", "",
-             "| regime | size | seed | plain | Anderson (m=5) | ratio |",
-             "|---|---|---|---|---|---|"]
+             "| regime | size | seed | plain | Anderson (m=5) | ratio | safeguarded | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in evals:
         lines.append(f"| {r['regime']} | {r['size']} | {r['seed']} | {r['plain_nfev']}"
                      f"{'' if r['plain_converged'] else ' (not converged)'} | {r['anderson_nfev']} "
-                     f"| {r['ratio']:.2f} |")
+                     f"| {r['ratio']:.2f} | {r['safeguarded_nfev']} | "
+                     f"{r['safeguarded_ratio']:.2f} |")
     per_regime = {g: statistics.median([r["ratio"] for r in evals if r["regime"] == g])
                   for g in regimes}
     lines += ["", "Median ratio Anderson / plain: " + ", ".join(
         f"`{g}` **{v:.2f}**" for g, v in per_regime.items()) + " (target ≤ 0.5). With trained "
         "or random weights plain iteration already converges in a handful of evaluations, so "
-        "there is little for Anderson to accelerate; near criticality it pays off.", "",
+        "there is little for Anderson to accelerate; near criticality it pays off. The "
+        "safeguarded solver takes plain steps while each one at least halves the residual and "
+        "hands over to Anderson when one does not: median safeguarded / plain " + ", ".join(
+            f"`{g}` **{statistics.median([r['safeguarded_ratio'] for r in evals if r['regime'] == g]):.2f}**"
+            for g in regimes) + (", extra evaluations on trained checkpoints (median) **"
+                                 f"{statistics.median([r['safeguarded_extra'] for r in evals if r['regime'] == 'trained']):g}**"
+                                 " (target ≤ 2)" if "trained" in regimes else "") + ".", "",
               "Memory saved for backward (MiB, exact count of saved tensors):", "",
               "| size | gradient | k=1 | k=4 | k=16 | k=16 / k=1 |", "|---|---|---|---|---|---|"]
     for s in SIZES:
@@ -202,6 +217,13 @@ def main(argv=None):
         rs = [r["ratio"] for r in evals if r["regime"] == regime]
         print(f"RESULT anderson_eval_ratio_{regime} {statistics.median(rs):.4f}")
     print(f"RESULT anderson_eval_ratio {eval_ratio:.4f}")
+    for regime in regimes:
+        rs = [r["safeguarded_ratio"] for r in evals if r["regime"] == regime]
+        print(f"RESULT safeguarded_eval_ratio_{regime} {statistics.median(rs):.4f}")
+    if "trained" in regimes:
+        extra = statistics.median([r["safeguarded_extra"] for r in evals
+                                   if r["regime"] == "trained"])
+        print(f"RESULT anderson_extra_evals_trained {extra:g}")
     print(f"RESULT implicit_memory_ratio_k16_k1 {mem_ratio:.4f}")
 
 

@@ -76,7 +76,9 @@ def _describe(block) -> str:
             lines.append(f"      solve {z} = y + F({z}),  i.e.  {z} = (1 − F)⁻¹(y)")
             budget = (f"exactly k = {p.max_iter} iterations" if p.tol is None else
                       f"tol = {p.tol:g}, at most {p.max_iter} iterations")
-            lines.append(f"      solver {p.solver!r} from x = y, {budget}; gradient: {p.grad}")
+            how = (" (plain iteration, switching to Anderson when the residual stalls)"
+                   if p.solver == "safeguarded" and p.tol is not None else "")
+            lines.append(f"      solver {p.solver!r}{how} from x = y, {budget}; gradient: {p.grad}")
             lip = feedback_lipschitz(block, comp)
             if lip is not None:
                 note = "contraction: (1 − F) invertible" if lip < 1 else \

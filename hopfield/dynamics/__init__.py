@@ -14,11 +14,16 @@ from .solvers import (
     register_solver,
     solver_names,
 )
+from .safeguarded import safeguarded
 from .spectral import SoftSpectralNorm, operator_norm, spectral_norm, spectral_norm_of
 
 __all__ = [
     "RULES", "DescentStats", "descend", "GRAD_MODES", "solve_fixed_point", "ConvergenceWarning",
     "DivergenceError", "SolverStats", "anderson", "broyden", "fixed_point", "get_solver",
     "register_solver", "solver_names", "SoftSpectralNorm", "operator_norm", "spectral_norm",
-    "spectral_norm_of", "descend_compiled", "CompileFallbackWarning",
+    "spectral_norm_of", "descend_compiled", "CompileFallbackWarning", "safeguarded",
 ]
+
+# plain iteration that switches to Anderson when the residual stalls (it builds on solvers.py,
+# so it is registered here rather than there)
+register_solver("safeguarded", safeguarded)

@@ -141,7 +141,8 @@ def _anderson_step(hist_x, hist_f, lam, mixing):
     return new
 
 
-_MASKED = {"fixed_point": masked_fixed_point, "anderson": masked_anderson}
+_MASKED = {"fixed_point": masked_fixed_point, "anderson": masked_anderson,
+           "safeguarded": masked_anderson}
 
 
 def static_solver(name: str, solve: Callable) -> Callable:

@@ -322,3 +322,4 @@ def get_solver(name: str) -> Callable:
     if name not in _SOLVERS:
         raise ValueError(f"Unknown solver {name!r}; valid solvers: {', '.join(solver_names())}.")
     return _SOLVERS[name]
+
