@@ -8,9 +8,11 @@
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import ImageDataset, list_datasets, load_dataset
+from .integrity import ChecksumMismatchError, NonFiniteWeightsError
 from .loader import BatchLoader, Transform
+from .safety import RunExistsError
 from .trainer import NonFiniteLossError, Trainer, TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "NonFiniteLossError",
            "ImageDataset", "load_dataset", "list_datasets", "BatchLoader", "Transform",
-           "CheckpointError"]
+           "CheckpointError", "ChecksumMismatchError", "NonFiniteWeightsError", "RunExistsError"]

@@ -5,6 +5,12 @@
   leaves either the old checkpoint or the new one, never a torn file.
 * Checkpoints hold only tensors and plain containers, and are read with
   ``torch.load(weights_only=True)``: loading one never runs pickled code.
+* Format ``hopfield-checkpoint-v2`` (see ``docs/reliability.md#checkpoint-format``) adds the
+  SHA-256 of the weights (``checksums``: ``model`` and ``ema``) and the thread count
+  (``num_threads``); every load verifies the checksums and refuses NaN/Inf weights unless asked
+  (:mod:`hopfield.training.integrity`). A ``v1`` checkpoint still loads, with a warning that it
+  has no checksum. Exports carry the checksum in their safetensors header.
+* :func:`clean_stale_temps` removes the temporary files of writes whose process was killed.
 * :func:`fault` is a fail point for the reliability tests: the environment variable
   ``HOPFIELD_FAULT="<point>@<n>:<action>"`` (e.g. ``step@5:kill``, ``write:last.pt@2:kill``,
   ``loss@3:nan``) makes the ``n``-th visit of ``point`` SIGKILL the
@@ -19,6 +25,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -26,16 +33,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .integrity import (
+    CheckpointError,
+    NonFiniteWeightsError,
+    nonfinite_tensors,
+    read_torch_file,
+    verify_weights,
+    weights_checksum,
+)
+
 __all__ = ["CheckpointError", "atomic_write_bytes", "save_checkpoint", "load_checkpoint",
            "ensure_writable", "rng_state", "set_rng_state", "export_safetensors",
-           "load_safetensors", "fault", "FaultInjected", "FORMAT"]
+           "load_safetensors", "fault", "FaultInjected", "FORMAT", "verify_weights",
+           "weights_checksum", "clean_stale_temps", "RunFileError", "resolve_checkpoint"]
 
-FORMAT = "hopfield-checkpoint-v1"
+FORMAT = "hopfield-checkpoint-v2"
+LEGACY_FORMATS = ("hopfield-checkpoint-v1",)  # load without a checksum, with a warning
+EXPORT_FORMAT = "hopfield-weights-v2"
 FAULT_ENV = "HOPFIELD_FAULT"
+WEIGHT_KEYS = ("model", "ema")  # the state dicts of a checkpoint that carry a checksum
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or weights file that cannot be read back (truncated, corrupt, foreign)."""
+class RunFileError(OSError):
+    """The output folder or a file in it cannot be written (a run-time fault: exit status 1,
+    whatever the errno; a plain ``OSError(ENOENT, ...)`` would become ``FileNotFoundError``)."""
 
 
 class FaultInjected(RuntimeError):
@@ -86,10 +107,50 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
     except OSError as err:
         if folder.is_dir():
             probe.unlink(missing_ok=True)
-        raise OSError(err.errno, f"output folder {folder} is not writable ({err.strerror or err}); "
-                                 f"choose another --out, fix its permissions or free disk "
-                                 f"space") from err
+        raise _run_file_error(err, f"output folder {folder} is not writable ("
+                                   f"{err.strerror or err}); choose another --out, fix its "
+                                   f"permissions or free disk space") from err
     return folder
+
+
+def _run_file_error(err: OSError, message: str) -> OSError:
+    """An ``OSError`` that the command line reports with exit status 1 (never a
+    ``FileNotFoundError``, which means a missing input)."""
+    cls = PermissionError if isinstance(err, PermissionError) else RunFileError
+    return cls(err.errno, message)
+
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")  # the temporary name atomic_write_bytes uses
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file :func:`atomic_write_bytes` writes ``path`` through."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writes left in ``folder`` (those of processes
+    that no longer run); returns the removed paths."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp-*"):
+        m = _TEMP.match(p.name)
+        if not m or not p.is_file() or _alive(int(m.group(1))):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes nothing while it cleans up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or unknown: keep the file
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -99,7 +160,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         OSError: naming ``path`` (e.g. disk full); the previous file at ``path`` is untouched.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_name(path)
     _WRITES[str(path)] = _WRITES.get(str(path), 0) + 1
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -114,9 +175,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"could not write {path} ({err.strerror or err}); the previous "
-                                 f"version of the file is intact. Free disk space or choose "
-                                 f"another --out") from err
+        raise _run_file_error(err, f"could not write {path} ({err.strerror or err}); the "
+                                   f"previous version of the file is intact. Free disk space or "
+                                   f"choose another --out") from err
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -136,32 +197,49 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Serialise ``state`` (tensors, numbers, strings, lists, tuples, dicts) atomically."""
+    """Serialise ``state`` (tensors, numbers, strings, lists, tuples, dicts) atomically, with the
+    format tag, the checksum of each of its weight dicts (``model``, ``ema``) and the thread
+    count."""
+    sums = {k: weights_checksum(state[k]) for k in WEIGHT_KEYS if isinstance(state.get(k), dict)}
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buf)
+    torch.save({**state, "format": FORMAT, "checksums": sums,
+                "num_threads": state.get("num_threads", torch.get_num_threads())}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path``, or ``path/last.pt`` when ``path`` is a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "last.pt").is_file():
+            raise FileNotFoundError(f"{path} is a folder without a checkpoint (last.pt); pass a "
+                                    f"run folder or a .pt file.")
+        return path / "last.pt"
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", *,
+                    allow_nonfinite: bool = False) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``); a run
+    folder means its ``last.pt``. The weights' checksums are verified.
 
     Raises:
-        FileNotFoundError: no such file. CheckpointError: unreadable or not a hopfield checkpoint.
+        FileNotFoundError: no such file. CheckpointError: unreadable, not a hopfield checkpoint,
+        weights that fail their checksum, or NaN/Inf weights (unless ``allow_nonfinite``).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; check --resume / --out.")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable ({reason}); it is truncated or "
-                              f"corrupt. Delete it to start over, or pass an intact checkpoint to "
-                              f"--resume.") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    state = read_torch_file(path, map_location, what="checkpoint")
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if not isinstance(state, dict) or found not in (FORMAT, *LEGACY_FORMATS):
         raise CheckpointError(f"{path} is not a hopfield training checkpoint (expected format "
                               f"{FORMAT!r}, found {found!r}).")
+    sums = state.get("checksums") or {}
+    for key in WEIGHT_KEYS:
+        if isinstance(state.get(key), dict):
+            verify_weights(state[key], sums.get(key), source=f"checkpoint {path} ({key})",
+                           allow_nonfinite=allow_nonfinite)
     return state
 
 
@@ -192,16 +270,32 @@ def set_rng_state(state: dict) -> None:
 
 # ---------------------------------------------------------------------------- safetensors
 def export_safetensors(module: torch.nn.Module, path: str | os.PathLike, metadata: dict) -> None:
-    """Write ``module``'s state dict to ``path`` as safetensors, atomically; ``metadata`` (any
-    JSON-serialisable dict) is stored under the header key ``"hopfield"``."""
+    """Write ``module``'s state dict to ``path`` as safetensors, atomically. ``metadata`` (any
+    JSON-serialisable dict) is stored under the header key ``"hopfield"``, with ``format`` and
+    the weights' ``checksum`` added.
+
+    Raises:
+        NonFiniteWeightsError: the weights hold NaN/Inf (nothing is written).
+    """
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    atomic_write_bytes(path, save(tensors, metadata={"hopfield": json.dumps(metadata)}))
+    if bad := nonfinite_tensors(tensors):
+        raise NonFiniteWeightsError(f"not exporting {path}: {len(bad)} weight tensor(s) hold NaN "
+                                    f"or Inf ({', '.join(bad[:5])}).")
+    meta = {**metadata, "format": EXPORT_FORMAT, "checksum": weights_checksum(tensors)}
+    atomic_write_bytes(path, save(tensors, metadata={"hopfield": json.dumps(meta)}))
 
 
-def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read ``(state_dict, metadata)`` written by :func:`export_safetensors`."""
+def load_safetensors(path: str | os.PathLike, *, allow_nonfinite: bool = False,
+                     ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``(state_dict, metadata)`` written by :func:`export_safetensors`, verifying the
+    checksum in its header (an export without one loads with a warning).
+
+    Raises:
+        FileNotFoundError: no such file. CheckpointError: unreadable, checksum mismatch, or
+        NaN/Inf weights (unless ``allow_nonfinite``).
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -211,7 +305,12 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("hopfield", "{}"))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:
-        raise CheckpointError(f"weights file {path} is unreadable ({err}); it is truncated or not "
-                              f"a safetensors file.") from err
+    except Exception as err:  # noqa: BLE001 - safetensors raises several kinds
+        raise CheckpointError(f"weights file {path} is unreadable ({type(err).__name__}: "
+                              f"{str(err)[:200]}); it is truncated or not a safetensors "
+                              f"file.") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"weights file {path}: its 'hopfield' header is not a JSON object.")
+    verify_weights(tensors, meta.get("checksum"), source=f"weights file {path}",
+                   allow_nonfinite=allow_nonfinite)
     return tensors, meta

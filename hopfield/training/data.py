@@ -29,6 +29,7 @@ import gzip
 import importlib
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -37,7 +38,8 @@ import numpy as np
 import torch
 
 __all__ = ["ImageDataset", "load_dataset", "list_datasets", "read_idx", "read_cifar",
-           "read_image_folder", "FASHION_MNIST_DIR", "DATA_DIR_ENV", "DatasetFormatError"]
+           "read_image_folder", "FASHION_MNIST_DIR", "DATA_DIR_ENV", "DatasetFormatError",
+           "check_labels"]
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the four ``*-ubyte.gz`` files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -54,6 +56,24 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 class DatasetFormatError(ValueError):
     """A data file exists but is not what its format promises (corrupt, truncated, wrong kind)."""
+
+
+def check_labels(labels, num_classes: int, source: str) -> None:
+    """Every label lies in ``0..num_classes-1``; ``source`` (a file) is named otherwise.
+
+    Raises:
+        DatasetFormatError: a label out of range, with how many and the class count.
+    """
+    labels = torch.as_tensor(np.asarray(labels)) if not isinstance(labels, torch.Tensor) \
+        else labels
+    if not len(labels):
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        raise DatasetFormatError(
+            f"{source}: {int(bad.sum())} label(s) outside 0..{num_classes - 1} (found "
+            f"{int(labels.min())}..{int(labels.max())}) for {num_classes} classes; the file is "
+            f"corrupt or belongs to another dataset.")
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class ImageDataset:
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"{self.name}: {self.images.shape[0]} images but labels shaped "
                              f"{tuple(self.labels.shape)}.")
+        check_labels(self.labels, len(self.classes), self.name)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -130,7 +151,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise
-    except (EOFError, gzip.BadGzipFile, OSError) as err:
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
         raise DatasetFormatError(f"{path}: cannot read the file ({err}); it is truncated or not "
                                  f"gzip data. Re-download or reinstall it.") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -157,13 +178,13 @@ def _find(folder: Path, stem: str, hint: str) -> Path:
     raise FileNotFoundError(f"missing data file {folder / stem}[.gz]. {hint}")
 
 
-def _read_idx_pair(folder: Path, split: str, hint: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair(folder: Path, split: str, hint: str) -> tuple[np.ndarray, np.ndarray, Path]:
     images = read_idx(img_path := _find(folder, IDX_FILES[split][0], hint))
     labels = read_idx(lab_path := _find(folder, IDX_FILES[split][1], hint))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetFormatError(f"{img_path} / {lab_path}: expected images (N, H, W) and labels "
                                  f"(N,), got {images.shape} and {labels.shape}.")
-    return images.astype(np.uint8)[:, None], labels.astype(np.int64)
+    return images.astype(np.uint8)[:, None], labels.astype(np.int64), lab_path
 
 
 # ---------------------------------------------------------------------------- CIFAR
@@ -173,14 +194,23 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
                 ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+                ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+                ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):  # protocols 0-2 store bytes as latin-1 text
+            return _latin1_encode
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays)")
         if module.startswith("numpy.core") and int(np.__version__.split(".")[0]) >= 2:
             module = module.replace("numpy.core", "numpy._core", 1)
         return getattr(importlib.import_module(module), name)
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing to decode bytes with {encoding!r}")
+    return text.encode("latin1")
 
 
 def _unpickle(path: Path) -> dict:
@@ -189,7 +219,13 @@ def _unpickle(path: Path) -> dict:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise
-    except Exception as err:  # truncated, wrong protocol, not a pickle at all
+    except pickle.UnpicklingError as err:
+        if "refusing" in str(err):
+            raise DatasetFormatError(f"{path}: refused: the pickle asks for code ({err}); CIFAR "
+                                     f"files hold only arrays. Nothing was executed.") from None
+        raise DatasetFormatError(f"{path}: not a readable CIFAR pickle ({err}); the file is "
+                                 f"corrupt or truncated.") from err
+    except Exception as err:  # truncated, not a pickle at all
         raise DatasetFormatError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: "
                                  f"{err}); the file is corrupt or truncated.") from err
     if not isinstance(obj, dict):
@@ -234,12 +270,20 @@ def read_cifar(folder: str | os.PathLike, split: str = "train", *, fine: bool | 
             raise DatasetFormatError(f"{path}: expected 'data' uint8 (N, 3072) with N labels, got "
                                      f"{data.dtype} {data.shape} and {len(d[label_key])} labels.")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(d[label_key], dtype=np.int64))
+        labels.append((path, np.asarray(d[label_key], dtype=np.int64)))
     meta = _unpickle(meta_path)
     key = "label_names" if not c100 else ("fine_label_names" if fine is not False else
                                           "coarse_label_names")
-    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(key, [])]
-    return np.concatenate(images), np.concatenate(labels), classes
+    expected = 10 if not c100 else (100 if fine is not False else 20)
+    names = meta.get(key)
+    if not isinstance(names, (list, tuple)) or len(names) != expected:
+        got = f"{len(names)} names" if isinstance(names, (list, tuple)) else f"keys {sorted(meta)}"
+        raise DatasetFormatError(f"{meta_path}: expected {key!r} with {expected} class names, "
+                                 f"got {got}.")
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in names]
+    for path, lab in labels:
+        check_labels(lab, len(classes), str(path))
+    return np.concatenate(images), np.concatenate([lab for _, lab in labels]), classes
 
 
 # ---------------------------------------------------------------------------- image folders
@@ -315,8 +359,9 @@ def _load_idx(name, split, data_dir, **_):
             f"{FASHION_MNIST_DIR}) or pass --data-dir / set {DATA_DIR_ENV} to the folder holding "
             f"the four IDX files." if name == "fashion_mnist" else
             f"Pass --data-dir / set {DATA_DIR_ENV} to the folder holding the four IDX files.")
-    images, labels = _read_idx_pair(folder, split, hint)
+    images, labels, lab_path = _read_idx_pair(folder, split, hint)
     classes = FASHION_MNIST_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)]
+    check_labels(labels, len(classes), str(lab_path))
     return images, labels, classes
 
 
@@ -387,9 +432,8 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | 
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     loader, hflip = _DATASETS[key]
     images, labels, classes = loader(key, split, data_dir, img_size=img_size)
-    num_classes = max(len(classes), int(labels.max()) + 1 if len(labels) else 0)
-    if len(labels) and labels.min() < 0:
-        raise DatasetFormatError(f"{key}/{split}: negative labels found.")
-    classes = list(classes) + [str(i) for i in range(len(classes), num_classes)]
+    if not classes:
+        raise DatasetFormatError(f"{key}/{split}: the dataset names no classes.")
+    check_labels(labels, len(classes), f"{key}/{split}")
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
                         [str(c) for c in classes], key, hflip)

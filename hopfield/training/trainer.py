@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -40,7 +41,9 @@ from . import checkpoint as ckpt
 from .config import RESUMABLE_CHANGES as _RESUMABLE_CHANGES
 from .config import TrainConfig
 from .data import load_dataset
+from .integrity import json_safe
 from .loader import BatchLoader, Transform, counter_seed, mix_batch
+from .safety import check_splits, diagnose_nonfinite, protect_run_folder
 from .trainutil import (
     ModelEma,
     amp_dtype,
@@ -58,7 +61,8 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "NonFiniteLossError
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last checkpoint on disk is the last good state."""
+    """The loss became NaN or infinite (or the weights did, at export); the last checkpoint on
+    disk is the last good state."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class TrainResult:
     checkpoint: Path
     weights: Path | None
     model: nn.Module
+    curves: Path | None = None  # learning_curves.png, None under plot=False
+    backup: Path | None = None  # where an earlier run's files went (overwrite=True)
 
     @property
     def final(self) -> dict:
@@ -87,6 +93,7 @@ class Trainer:
         self.out = cfg.out_dir
         if self.is_main:
             ckpt.ensure_writable(self.out)
+            ckpt.clean_stale_temps(self.out)  # torn writes of killed runs
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -97,6 +104,7 @@ class Trainer:
         test_set = load_dataset(cfg.dataset, "test", cfg.data_dir)
         train_set = train_set.subset(cfg.max_train_samples, cfg.seed)
         test_set = test_set.subset(cfg.max_eval_samples, cfg.seed)
+        check_splits(train_set, test_set, dataset=cfg.dataset)  # before any step, not after one
         self.classes = train_set.classes
         C, H, W = train_set.image_shape
         if H != W:
@@ -114,6 +122,9 @@ class Trainer:
                                        transform=Transform(self.mean, self.std), **shard)
 
         self._resume_state, self._resume_path = self._read_resume()  # before the model is built
+        self.backup = None
+        if self._resume_state is None and self.is_main:  # a new run keeps any earlier one
+            self.backup = protect_run_folder(self.out, overwrite=cfg.overwrite)
         saved_model = (self._resume_state or {}).get("model_config") or {}
         if saved_model.get("name") != cfg.model:  # a mismatch is reported by _maybe_resume
             saved_model = {}
@@ -139,6 +150,8 @@ class Trainer:
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         else:
             self.ddp = self.model
+        if cfg.compile:  # the training forward only: state dicts stay those of self.model
+            self.ddp = torch.compile(self.ddp)
         self._log(f"{'resumed' if resumed else 'training'} {cfg.model} on {cfg.dataset} "
                   f"({len(train_set)} train / {len(test_set)} test images, device {self.device}, "
                   f"amp {self.amp_dtype}, world size {self.world_size}) -> {self.out}")
@@ -162,7 +175,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume is None:
             return None, None
-        path = self.checkpoint_path if cfg.resume == "auto" else Path(cfg.resume)
+        path = self.checkpoint_path if cfg.resume == "auto" else ckpt.resolve_checkpoint(cfg.resume)
         if cfg.resume == "auto" and not path.exists():
             self._log(f"--resume: no checkpoint at {path} yet; starting from scratch")
             return None, None
@@ -191,6 +204,15 @@ class Trainer:
             self.ema.module.load_state_dict(state["ema"])
         self.train_loader.load_state_dict(state["loader"])
         self.global_step, self.history = state["global_step"], list(state["history"])
+        threads = state.get("num_threads")
+        if threads is not None and threads != torch.get_num_threads():
+            msg = (f"{path} was written with {threads} CPU threads, this process uses "
+                   f"{torch.get_num_threads()}: the resumed run is correct but may differ from an "
+                   f"uninterrupted one in the last bits (set OMP_NUM_THREADS={threads} or "
+                   f"torch.set_num_threads({threads}) for a bitwise match; "
+                   f"docs/reliability.md#bitwise-resume)")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            self._log(f"warning: {msg}")
         ranks = state["ranks"]
         mine = ranks[self.rank] if len(ranks) == self.world_size else None
         if mine is None:
@@ -205,6 +227,7 @@ class Trainer:
         """Write ``last.pt`` (all ranks take part: each contributes its RNG state)."""
         ranks = gather({"rng": ckpt.rng_state(), "epoch_stats": self.epoch_stats.cpu()},
                        self.world_size)
+        self._check_weights()
         if not self.is_main:
             return
         ckpt.save_checkpoint(self.checkpoint_path, {
@@ -214,7 +237,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema else None,
             "loader": self.train_loader.state_dict(), "global_step": self.global_step,
-            "history": self.history, "ranks": ranks})
+            "history": self.history, "ranks": ranks, "num_threads": torch.get_num_threads()})
 
     # ------------------------------------------------------------------ training
     def _log(self, msg: str) -> None:
@@ -223,35 +246,78 @@ class Trainer:
 
             tqdm.write(msg, file=sys.stdout)
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
+    def _check_finite(self, loss: torch.Tensor, x: torch.Tensor | None = None) -> None:
+        """Stop at a non-finite loss (before the optimiser step it would poison), naming the
+        step and, from one diagnostic pass with forward hooks, what went non-finite first."""
         ok = torch.isfinite(loss).to(torch.int32)
         if self.world_size > 1:  # every rank must stop together, or the others hang in a collective
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         if not ok.item():
-            last = (f"the last good checkpoint {self.checkpoint_path} (epoch "
-                    f"{len(self.history)}) is intact" if self.checkpoint_path.exists()
-                    else "no checkpoint was written yet")
+            self._stop(f"loss became {loss.item()}", x)
+
+    def _stop(self, what: str, x: torch.Tensor | None, cause: Exception | None = None) -> None:
+        last = (f"the last good checkpoint {self.checkpoint_path} (epoch "
+                f"{len(self.history)}) is intact" if self.checkpoint_path.exists()
+                else "no checkpoint was written yet")
+        found = "" if x is None else "; " + diagnose_nonfinite(self.model, x, autocast=dict(
+            device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None))
+        raise NonFiniteLossError(
+            f"{what} at epoch {self.train_loader.epoch + 1}, step {self.global_step + 1}{found}; "
+            f"stopping. {last}. Lower --lr, keep --clip-grad on or use --amp bf16 instead of "
+            f"fp16, then continue with --resume.") from cause
+
+    def _check_weights(self) -> None:
+        """Refuse to checkpoint or export NaN/Inf weights (over the last good ones)."""
+        if bad := [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]:
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at epoch {self.train_loader.epoch + 1}, step "
-                f"{self.global_step}; stopping. {last}. Lower --lr, keep --clip-grad on or use "
-                f"--amp bf16 instead of fp16, then continue with --resume.")
+                f"the weights became NaN/Inf by step {self.global_step} ({', '.join(bad[:4])}); "
+                f"not saving them over {self.checkpoint_path}. Lower --lr and continue with "
+                f"--resume.")
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A ``uint8`` batch (raw pixels) becomes floats in [0, 1], then normalised with the
+        dataset's statistics; float batches pass unchanged."""
+        if x.dtype == torch.uint8:
+            return Transform(self.mean, self.std)(x.to(self.device))
+        if not x.is_floating_point():
+            raise TypeError(f"images must be uint8 pixels or floats, got {x.dtype}.")
+        return x
+
+    def _due_check(self) -> bool:
+        """Whether this step checks its loss: every step on the CPU (free), every
+        ``log_every`` steps on a GPU (a host sync), and before every checkpoint."""
+        cfg, pos = self.cfg, self.train_loader.position
+        return (self.device.type == "cpu" or pos % cfg.log_every == 0
+                or pos == len(self.train_loader)
+                or bool(cfg.save_every and (self.global_step + 1) % cfg.save_every == 0))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimiser step on a batch; returns the (detached) mean loss."""
+        """One optimiser step on a batch; returns the (detached) mean loss.
+
+        Raises:
+            NonFiniteLossError: the loss is NaN/Inf (checked before the weights change).
+        """
         cfg, b = self.cfg, self.train_loader.position - 1
+        x = self.prepare(x)
         target = y
         if cfg.mixup > 0 or cfg.cutmix > 0:  # its own counter-based stream, like augmentation
             rng = np.random.default_rng(counter_seed(cfg.seed, self.train_loader.epoch, b,
                                                      self.rank, 2))
             x, target = mix_batch(x, y, len(self.classes), mixup=cfg.mixup, cutmix=cfg.cutmix,
                                   label_smoothing=cfg.label_smoothing, rng=rng)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            logits = self.ddp(x)
+        try:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = self.ddp(x)
+        except FloatingPointError as err:  # a solver inside a block diverged (DivergenceError)
+            self._stop(f"the forward pass failed ({type(err).__name__})", x, err)
         smoothing = cfg.label_smoothing if target is y else 0.0
         loss = F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
         if ckpt.fault("loss", self.global_step + 1) == "nan":
             loss = loss * float("nan")
+        if self._due_check():
+            self._check_finite(loss, x)
         self.scaler.scale(loss).backward()
         if cfg.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
@@ -280,22 +346,18 @@ class Trainer:
         show = self.is_main and not cfg.quiet and sys.stderr.isatty()
         bar = tqdm(total=len(loader), initial=loader.position, disable=not show, leave=False,
                    desc=f"epoch {loader.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
-        check_every = 1 if self.device.type == "cpu" else cfg.log_every
         t0, seen = time.perf_counter(), 0
         for x, y in loader:
-            loss = self.train_step(x, y)
+            self.train_step(x, y)
             seen += len(y)
             ckpt.fault("step", self.global_step)
             last_batch = loader.position == len(loader)
-            if loader.position % check_every == 0 or last_batch:
-                self._check_finite(loss)
             if show and (loader.position % cfg.log_every == 0 or last_batch):
                 s = self.epoch_stats.tolist()
                 bar.set_postfix(loss=f"{s[0] / s[2]:.4f}", acc=f"{s[1] / s[2]:.3f}",
                                 img_s=f"{seen * self.world_size / (time.perf_counter() - t0):.0f}")
             bar.update()
             if cfg.save_every and self.global_step % cfg.save_every == 0 and not last_batch:
-                self._check_finite(loss)
                 self.save()
         bar.close()
         stats = self.epoch_stats.clone()
@@ -331,12 +393,14 @@ class Trainer:
                       f"acc {row['train_acc']:.4f} | test loss {row['test_loss']:.4f} "
                       f"acc {row['test_acc']:.4f} | {row['images_per_s']:.0f} img/s")
         weights = self.export() if self.is_main else None
-        return TrainResult(self.history, self.out, self.checkpoint_path, weights, self.model)
+        curves = self.out / "learning_curves.png" if cfg.plot and self.is_main else None
+        return TrainResult(self.history, self.out, self.checkpoint_path, weights, self.model,
+                           curves, self.backup)
 
     def _write_logs(self) -> None:
         if not self.is_main:
             return
-        lines = "".join(json.dumps(r) + "\n" for r in self.history).encode()
+        lines = "".join(json.dumps(json_safe(r)[0]) + "\n" for r in self.history).encode()
         ckpt.atomic_write_bytes(self.out / "metrics.jsonl", lines)
         if self.cfg.plot:
             write_curves(self.history, self.out / "learning_curves.png",
@@ -344,9 +408,11 @@ class Trainer:
 
     def export(self) -> Path:
         """Write ``model.safetensors`` (and ``model_ema.safetensors``) with a JSON header."""
+        self._check_weights()
         meta = {"model_config": self.model_config, "dataset": self.cfg.dataset,
                 "classes": self.classes, "mean": self.mean, "std": self.std,
-                "metrics": self.history[-1] if self.history else {}}
+                "metrics": json_safe(self.history[-1] if self.history else {})[0],
+                "num_threads": torch.get_num_threads()}
         path = self.out / "model.safetensors"
         ckpt.export_safetensors(self.model, path, meta)
         if self.ema is not None:
