@@ -244,3 +244,16 @@ def test_feedback_lipschitz_bound_and_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tanh.feedback_lipschitz()["token mixing (iMLP)/0"] < 1.0
+
+
+def test_backward_tolerance_and_budget_are_settable_through_derive():
+    blk = hf.blocks.imixer_block(8, 6, solver="anderson", tol=1e-10, max_iter=200,
+                                 grad="implicit").double()
+    blk.set_solve(backward_tol=1e-2, backward_max_iter=2)
+    assert blk.plans[0].backward_tol == 1e-2 and blk.plans[0].backward_max_iter == 2
+    x = torch.randn(2, 8, 6, dtype=D, requires_grad=True)
+    blk(x).square().sum().backward()
+    back = blk.last_stats["token mixing (iMLP)/0"].backward
+    assert back.iterations <= 2
+    with pytest.raises(ValueError, match="backward_tol must be a positive finite number"):
+        hf.derive(blk.graph, "x", backward_tol=float("inf"))
