@@ -77,7 +77,8 @@ def check_descent_args(who, graph, xs, steps, step_size, rule):
 def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100,
             step_size: float = 0.1, rule: str = "leaky", tol: float | None = None,
             record: bool = True, method: str = "auto") -> tuple[dict, DescentStats]:
-    r"""Run ``steps`` descent steps from ``xs``; stop early when $\max\lVert\partial E/\partial g\rVert < $ ``tol``.
+    r"""Run ``steps`` descent steps from ``xs``; stop early once the largest gradient norm
+    $\max_A \lVert\partial E/\partial g_A\rVert$ falls below ``tol``.
 
     Returns ``(xs, stats)``. ``method`` picks how currents are computed (see
     :meth:`EnergyGraph.currents`). Gradients flow through the steps when grad mode is on.

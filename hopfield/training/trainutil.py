@@ -15,7 +15,7 @@ from torch import nn
 
 __all__ = ["resolve_device", "amp_dtype", "cpu_has_native_bf16", "distributed_setup", "gather",
            "param_groups", "warmup_cosine", "ModelEma", "evaluate", "write_curves",
-           "write_confusion"]
+           "write_confusion", "lr_per_step"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -183,10 +183,42 @@ def _save_png(fig, path: str | os.PathLike) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
-    """Loss, accuracy and learning rate per epoch as a PNG (Agg canvas; pyplot untouched)."""
+def lr_per_step(history: list[dict], schedule) -> tuple[list[float], list[float]] | None:
+    """The learning rate of every optimiser step up to the last row of ``history``, as
+    ``(epoch position, lr)`` lists, recomputed with :func:`warmup_cosine` from ``schedule`` (a
+    ``TrainConfig`` or a dict with ``lr``, ``min_lr``, ``warmup_epochs``, ``epochs``) and the
+    steps per epoch in ``history`` (its ``step`` and ``epoch`` columns); ``None`` if either is
+    missing."""
+    get = schedule.get if isinstance(schedule, dict) else lambda k: getattr(schedule, k, None)
+    lr, min_lr, warmup, epochs = (get(k) for k in ("lr", "min_lr", "warmup_epochs", "epochs"))
+    rows = [r for r in history if r.get("step") and r.get("epoch")]
+    if None in (lr, min_lr, warmup, epochs) or not rows:
+        return None
+    spe = max(round(rows[0]["step"] / rows[0]["epoch"]), 1)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = warmup_cosine(opt, warmup_steps=round(warmup * spe), total_steps=epochs * spe,
+                          floor=min_lr / lr)
+    xs, lrs = [], []
+    for t in range(int(rows[-1]["step"])):
+        xs.append(t / spe)  # step t runs during epoch t // spe, at position t / spe
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return xs, lrs
+
+
+def write_curves(history: list[dict], path: str | os.PathLike, title: str = "", *,
+                 schedule=None):
+    """Loss, accuracy and learning rate per epoch as a PNG (Agg canvas; pyplot untouched).
+
+    Whole-epoch ticks on every panel. The learning rate is drawn per optimiser step when
+    ``schedule`` (the run's ``TrainConfig``, see :func:`lr_per_step`) is given, so warm-up and
+    cosine decay show; otherwise only the recorded end-of-epoch values are drawn, as markers
+    without a connecting line (a line between them would invent the schedule between epochs).
+    Returns the matplotlib ``Figure``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(12, 3.6), layout="constrained")
@@ -196,17 +228,28 @@ def write_curves(history: list[dict], path: str | os.PathLike, title: str = "") 
         if f"{key}_loss" in history[0]:
             ax_loss.plot(epochs, [r[f"{key}_loss"] for r in history], "o-", ms=3, label=label)
             ax_acc.plot(epochs, [r[f"{key}_acc"] for r in history], "o-", ms=3, label=label)
-    ax_lr.plot(epochs, [r["lr"] for r in history], "o-", ms=3, color="gray")
-    for ax, name in ((ax_loss, "cross-entropy"), (ax_acc, "accuracy"),
-                     (ax_lr, "learning rate (end of epoch)")):
+    steps = lr_per_step(history, schedule) if schedule is not None else None
+    if steps is not None:
+        ax_lr.plot(*steps, color="gray", lw=1.4, label="per step")
+        lr_name = "learning rate (per step)"
+    else:
+        lr_name = "learning rate (end of epoch)"
+    ax_lr.plot(epochs, [r["lr"] for r in history], "o", ms=4, color="black",
+               label="end of epoch (recorded)")
+    for ax, name in ((ax_loss, "cross-entropy"), (ax_acc, "accuracy"), (ax_lr, lr_name)):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    ax_loss.legend()
-    ax_acc.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0 if ax is ax_lr and steps is not None else min(epochs) - 0.5,
+                    max(epochs) + 0.5)
+    for ax in (ax_loss, ax_acc) + ((ax_lr,) if steps is not None else ()):
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend()
     if title:
         fig.suptitle(title)
     _save_png(fig, path)
+    return fig
 
 
 def write_confusion(confusion: list[list[int]], classes: list[str], path: str | os.PathLike,
