@@ -137,6 +137,9 @@ def paired(a: list[float], b: list[float]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=MODELS)
+    ap.add_argument("--factory", action="append", default=[], metavar="FILE.py:FUNCTION",
+                    help="register a block factory (hopfield.models.load_factory) so that "
+                         "--models can name it (by its function name)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--dataset", default="bundled")
@@ -154,6 +157,10 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="a paragraph appended to the markdown table "
                     "(how the runs were scheduled, what shared the machine)")
     args = ap.parse_args(argv)
+    from hopfield.models import load_factory
+
+    for spec in args.factory:
+        load_factory(spec)
 
     tag = (f"{args.dataset}-e{args.epochs}"
            + (f"-n{args.max_train_samples}" if args.max_train_samples else "")

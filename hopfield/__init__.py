@@ -2,7 +2,8 @@
 
 Public names: :class:`EnergyGraph`, :class:`NeuronLayer`, :func:`derive`, :class:`Group`,
 :class:`DerivedBlock`, :func:`lyapunov_report`, :class:`WiringError` and the submodules
-``lagrangians``, ``synapses``, ``dynamics``, ``blocks``, ``memory``. The outer ring,
+``lagrangians``, ``synapses``, ``dynamics``, ``blocks``, ``memory``, ``models``, ``weights`` and
+:func:`create_model` (timm's, with ``pretrained_file=``). The outer ring,
 ``training`` and ``analysis``, loads on first use (``hf.training``), as do the modules' old paths
 (``hopfield.train``, ``hopfield.energy``, ...; see :mod:`hopfield._moved`).
 """
@@ -21,7 +22,8 @@ for _name, _module in (("lagrangians", lagrangians), ("synapses", synapses), ("g
                        ("neurons", neurons), ("errors", errors)):
     _sys.modules.setdefault(f"{__name__}.{_name}", _module)
 
-from . import blocks, dynamics, interop, memory, models  # noqa: E402  (after the aliases)
+from . import blocks, dynamics, interop, memory, models, weights  # noqa: E402  (after the aliases)
+from .weights import create_model  # noqa: E402  (timm's create_model, pretrained_file=)
 from ._moved import MOVED as _MOVED  # noqa: E402
 from ._moved import install as _install_old_paths  # noqa: E402
 
@@ -53,6 +55,8 @@ __all__ = [
     "blocks",
     "models",
     "interop",
+    "weights",
+    "create_model",
     "dynamics",
     "memory",
     "lagrangians",

@@ -1,8 +1,12 @@
-"""Command line: ``hopfield {train,eval,models,describe,energy,recall} ...`` (also ``python -m hopfield``).
+"""Command line: ``hopfield {train,eval,models,describe,energy,recall,export} ...`` (also
+``python -m hopfield``): one parser, one error boundary.
 
-Errors in the user's input (a bad flag, a missing file, an impossible setting) end with a one-line
-``error: ...`` on stderr and exit status 2, never a traceback; set ``HOPFIELD_DEBUG=1`` to see
-the traceback anyway. A run that diverges or cannot write its files exits with status 1.
+Errors end with a one-line ``error: ...`` on stderr, never a traceback (``HOPFIELD_DEBUG=1``
+shows it): exit status 2 for what the user asked (a bad flag, a missing file, an unknown model,
+an impossible setting), 1 for what failed at run time (a diverging run, an unwritable folder, an
+export that differs from the eager model, a missing optional dependency). What each command does
+is in :mod:`hopfield.cli_commands` and :mod:`hopfield.cli_energy_run`; ``docs/api/cli.md`` is
+generated from this parser (``python scripts/gen_cli_docs.py``).
 """
 
 from __future__ import annotations
@@ -11,14 +15,35 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """examples:
   hopfield train --model imixer_tiny --epochs 5
+  hopfield train --model my_blocks.py:block --epochs 1
   hopfield eval runs/imixer_tiny-bundled
+  hopfield energy --checkpoint runs/imixer_tiny-bundled/last.pt --out energy.png
+  hopfield export runs/imixer_tiny-bundled --format onnx
   torchrun --nproc_per_node 2 -m hopfield train --model mixer_tiny"""
+_MODEL_HELP = ("a name from `hopfield models`, or a block factory `package.module:function` / "
+               "`path/to/file.py:function` (imported and registered: only name code you trust)")
+_AMP = ["auto", "bf16", "fp16", "off"]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` once, to options whose default is a value (not None, not a
+    switch) and whose help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, [], argparse.SUPPRESS)
+                or isinstance(action.default, bool) or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _TopFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """Keeps the examples of the top-level epilog as written."""
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -33,257 +58,243 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def _add_model_overrides(p: argparse.ArgumentParser) -> None:
     from .dynamics import GRAD_MODES, solver_names
+    from .training.validate import finite_positive_float, nonnegative_int, positive_int
 
     g = p.add_argument_group("model overrides (passed to create_model)")
-    g.add_argument("--depth", type=int, help="number of blocks")
-    g.add_argument("--dim", type=int, help="token width")
-    g.add_argument("--n-iter", type=int, help="iMixer: fixed-point iterations k")
+    g.add_argument("--depth", type=positive_int, help="number of blocks")
+    g.add_argument("--dim", type=positive_int, help="token width")
+    g.add_argument("--n-iter", type=nonnegative_int, help="iMixer: fixed-point iterations k")
     g.add_argument("--solver", choices=solver_names(), help="fixed-point solver")
-    g.add_argument("--tol", type=float, help="solver tolerance (default: exactly k iterations)")
+    g.add_argument("--tol", type=finite_positive_float,
+                   help="solver tolerance (default: exactly k iterations)")
     g.add_argument("--grad", choices=GRAD_MODES, help="gradient through the fixed point")
     g.add_argument("--model-arg", type=_key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="any other create_model keyword (JSON value)")
 
 
-def _model_kwargs(args) -> dict:
-    kw = {k: getattr(args, k) for k in ("depth", "dim", "n_iter", "solver", "tol", "grad")
-          if getattr(args, k) is not None}
-    return {**kw, **dict(args.model_arg)}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def _add_train(sub) -> None:
+    from .training.config import TrainConfig
     from .training.data import DATA_DIR_ENV, list_datasets
+    from .training.validate import (
+        finite_nonnegative_float,
+        finite_positive_float,
+        fraction_below_one,
+        nonnegative_int,
+        positive_int,
+        probability,
+    )
 
-    ap = argparse.ArgumentParser(prog="hopfield", description="Hierarchical Hopfield energies: "
-                                 "train, evaluate and inspect the derived models.",
-                                 epilog=_EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--version", action="version", version=f"hopfield {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a registered model on an image dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--model", default="imixer_tiny", help="a name from `hopfield models`")
-    t.add_argument("--dataset", default="bundled",
+    d = TrainConfig()  # the defaults, read once: the help shows what a run uses
+    t = sub.add_parser("train", help="train a model on an image dataset",
+                       formatter_class=_HelpFormatter)
+    t.add_argument("--model", default=d.model, help=_MODEL_HELP)
+    t.add_argument("--dataset", default=d.dataset,
                    help=f"one of {', '.join(list_datasets())} (or fashion_mnist_subset)")
     t.add_argument("--data-dir", help=f"dataset folder (default: ${DATA_DIR_ENV}, then the "
                                       f"dataset's standard location)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=128, help="per process")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    t.add_argument("--min-lr", type=float, default=1e-5, help="cosine schedule floor")
-    t.add_argument("--weight-decay", type=float, default=0.05)
-    t.add_argument("--warmup-epochs", type=float, default=1.0)
-    t.add_argument("--label-smoothing", type=float, default=0.1)
-    t.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
-    t.add_argument("--clip-grad", type=float, default=1.0, help="max grad norm (0: off)")
-    t.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(a, a) parameter (0: off)")
-    t.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(a, a) parameter (0: off)")
-    t.add_argument("--ema", type=float, default=0.0, help="weight-EMA decay, e.g. 0.999 (0: off)")
-    t.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
+    t.add_argument("--epochs", type=positive_int, default=d.epochs,
+                   help="passes over the training set")
+    t.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="per process")
+    t.add_argument("--lr", type=finite_positive_float, default=d.lr, help="peak learning rate")
+    t.add_argument("--min-lr", type=finite_nonnegative_float, default=d.min_lr,
+                   help="cosine schedule floor")
+    t.add_argument("--weight-decay", type=finite_nonnegative_float, default=d.weight_decay,
+                   help="AdamW weight decay (not on norms, biases, embeddings)")
+    t.add_argument("--warmup-epochs", type=finite_nonnegative_float, default=d.warmup_epochs,
+                   help="linear learning-rate warm-up, in epochs")
+    t.add_argument("--label-smoothing", type=fraction_below_one, default=d.label_smoothing,
+                   help="cross-entropy label smoothing")
+    t.add_argument("--drop-path", type=fraction_below_one, default=d.drop_path,
+                   help="stochastic depth rate")
+    t.add_argument("--clip-grad", type=finite_nonnegative_float, default=d.clip_grad or 0.0,
+                   help="max grad norm (0: off)")
+    t.add_argument("--mixup", type=finite_nonnegative_float, default=d.mixup,
+                   help="Mixup Beta(a, a) parameter (0: off)")
+    t.add_argument("--cutmix", type=finite_nonnegative_float, default=d.cutmix,
+                   help="CutMix Beta(a, a) parameter (0: off)")
+    t.add_argument("--ema", type=fraction_below_one, default=d.ema,
+                   help="weight-EMA decay, e.g. 0.999 (0: off)")
+    t.add_argument("--amp", choices=_AMP, default=d.amp,
                    help="autocast dtype (auto: bf16 on CUDA, off on CPU)")
-    t.add_argument("--crop-padding", type=int, help="random-crop padding in pixels "
-                                                    "(default: image size / 8; 0 disables)")
-    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+    t.add_argument("--crop-padding", type=nonnegative_int,
+                   help="random-crop padding in pixels (default: image size / 8; 0 disables)")
+    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=d.hflip,
                    help="random horizontal flips (default: on unless the dataset is digits)")
-    t.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
+    t.add_argument("--random-erasing", type=probability, default=d.random_erasing, metavar="P",
                    help="random-erasing probability per image (Zhong et al. 2020; 0: off)")
     t.add_argument("--out", help="output folder (default: runs/<model>-<dataset>)")
     t.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or from <out>/last.pt when none is given")
-    t.add_argument("--save-every", type=int, default=0,
+    t.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a "
+                   "run; its files are kept in <out>/backup-<timestamp>/")
+    t.add_argument("--save-every", type=nonnegative_int, default=d.save_every,
                    help="also checkpoint every N steps inside an epoch (0: end of epoch only)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--seed", type=int, default=d.seed, help="seed of the model, data order and "
+                   "augmentations")
+    t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--deterministic", action="store_true", help="deterministic kernels on GPU")
-    t.add_argument("--max-train-samples", type=int, help="train on a seeded random subset")
-    t.add_argument("--max-eval-samples", type=int, help="evaluate on a seeded random subset")
-    t.add_argument("--log-every", type=int, default=20, help="progress-bar refresh, in steps")
-    t.add_argument("--num-workers", type=int, default=0,
-                   help="accepted for compatibility; data stays in (device) memory, no workers")
+    t.add_argument("--compile", action="store_true",
+                   help="run the training forward through torch.compile")
+    t.add_argument("--max-train-samples", type=positive_int,
+                   help="train on a seeded random subset (default: all)")
+    t.add_argument("--max-eval-samples", type=positive_int,
+                   help="evaluate on a seeded random subset (default: all)")
+    t.add_argument("--log-every", type=positive_int, default=d.log_every,
+                   help="progress-bar refresh, in steps")
     t.add_argument("--no-plot", dest="plot", action="store_false",
                    help="skip learning_curves.png (saves ~1 s per epoch on small runs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_model_overrides(t)
 
-    e = sub.add_parser("eval", help="evaluate saved weights on a dataset's test split")
-    e.add_argument("path", help="a run folder, a .safetensors file or a .pt checkpoint")
-    e.add_argument("--ema", action="store_true", help="use model_ema.safetensors of a run folder")
+
+def _add_weights_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a run folder, a .safetensors file or a .pt checkpoint")
+    p.add_argument("--model", help="the model a plain state dict holds, or the block factory "
+                                   "that built the weights (`module:function`, `file.py:function`)")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights of a run")
+
+
+def _add_eval(sub) -> None:
+    from .training.validate import positive_int
+
+    e = sub.add_parser("eval", help="evaluate saved weights on a dataset's test split",
+                       formatter_class=_HelpFormatter)
+    _add_weights_source(e)
     e.add_argument("--dataset", help="default: the dataset the model was trained on")
-    e.add_argument("--data-dir")
-    e.add_argument("--split", choices=["train", "test"], default="test")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto")
+    e.add_argument("--data-dir", help="dataset folder (for datasets that need one)")
+    e.add_argument("--split", choices=["train", "test"], default="test", help="dataset split")
+    e.add_argument("--batch-size", type=positive_int, default=256, help="images per batch")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    e.add_argument("--amp", choices=_AMP, default="auto", help="autocast dtype")
+    e.add_argument("--compile", action="store_true", help="run the model through torch.compile")
     e.add_argument("--per-class", action="store_true",
                    help="add per-class accuracy and the confusion matrix to the JSON")
     e.add_argument("--confusion", metavar="PNG",
                    help="also draw the confusion matrix (rows: true class) into this file")
-    e.add_argument("--max-eval-samples", type=int)
+    e.add_argument("--max-eval-samples", type=positive_int,
+                   help="evaluate on a seeded random subset (default: all)")
 
-    m = sub.add_parser("models", help="list registered models")
+
+def _add_describe(sub) -> None:
+    from .training.validate import nonnegative_int, positive_int
+
+    m = sub.add_parser("models", help="list registered models", formatter_class=_HelpFormatter)
     m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'imixer*'")
-
-    d = sub.add_parser("describe", help="print the derived update rules of a model's block")
-    d.add_argument("model")
-    d.add_argument("--block", type=int, default=0, help="block index")
-    d.add_argument("--img-size", type=int)
-    d.add_argument("--in-chans", type=int)
+    d = sub.add_parser("describe", help="print the derived update rules of a model's block",
+                       formatter_class=_HelpFormatter)
+    d.add_argument("model", help=_MODEL_HELP)
+    d.add_argument("--block", type=nonnegative_int, default=0, help="block index")
+    d.add_argument("--img-size", type=positive_int, help="default: the preset's")
+    d.add_argument("--in-chans", type=positive_int, help="default: the preset's")
     _add_model_overrides(d)
 
-    sub.add_parser("energy", help="energy plots (see `hopfield energy --help`)", add_help=False)
+
+def _add_energy(sub) -> None:
+    from .dynamics.solvers import solver_names
+    from .training.validate import finite_positive_float, nonnegative_int, positive_int
+
+    p = sub.add_parser("energy", help="plot the energy of every block during inference",
+                       formatter_class=_HelpFormatter,
+                       description="Record the energy of every block during inference on one "
+                                   "batch and plot it (PNG), with the numbers beside it (CSV + "
+                                   "JSON). Needs --model, --checkpoint or both.")
+    p.add_argument("--model", help=_MODEL_HELP + "; fresh weights unless --checkpoint, and with "
+                                                 "a plain state dict it names the model")
+    p.add_argument("--checkpoint", help="a run folder, training checkpoint (.pt), .safetensors "
+                                        "export, or plain state dict (then also --model)")
+    p.add_argument("--dataset", default="bundled",
+                   help="a dataset of hopfield.training.data, or 'random'")
+    p.add_argument("--data-dir", help="dataset folder (for datasets that need one)")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images in the batch")
+    p.add_argument("--n-iter", type=nonnegative_int,
+                   help="iterations of implicit solves (iMixer k); descent steps of ET blocks")
+    p.add_argument("--solver", choices=solver_names(), help="fixed-point solver for implicit groups")
+    p.add_argument("--tol", type=finite_positive_float,
+                   help="solver tolerance (default: a fixed number of iterations)")
+    p.add_argument("--out", default="energy.png", help="PNG path; .csv/.json go beside it")
+    p.add_argument("--seed", type=int, default=0, help="seed of the images and fresh weights")
+    p.add_argument("--float64", action="store_true", help="run in float64")
+
+
+def _add_export(sub) -> None:
+    from .export import FORMATS
+
+    x = sub.add_parser("export", help="export saved weights and check the file against eager",
+                       formatter_class=_HelpFormatter,
+                       description="Write a model as pt2 (torch.export), onnx (torch.onnx, "
+                                   "dynamo) or safetensors, load the file back and print its "
+                                   "largest difference from the eager model (at most 1e-5, or "
+                                   "the command fails).")
+    _add_weights_source(x)
+    x.add_argument("--format", choices=FORMATS, required=True, help="the file's format")
+    x.add_argument("--out", help="the file to write (default: <weights>-export.<format> beside "
+                                 "the weights)")
+
+
+def build_parser(prog: str = "hopfield") -> argparse.ArgumentParser:
+    """The parser of every subcommand (``docs/api/cli.md`` shows each one's ``--help``)."""
+    from . import __version__
     from .memory.cli import add_recall_parser
 
-    add_recall_parser(sub)
+    ap = argparse.ArgumentParser(prog=prog, description="Hierarchical Hopfield energies: "
+                                 "train, evaluate, inspect and export the derived models.",
+                                 epilog=_EPILOG, formatter_class=_TopFormatter)
+    ap.add_argument("--version", action="version", version=f"hopfield {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    _add_describe(sub)
+    _add_energy(sub)
+    add_recall_parser(sub).formatter_class = _HelpFormatter
+    _add_export(sub)
     return ap
 
 
-# ---------------------------------------------------------------------------- commands
-def _cmd_train(args) -> int:
-    from .training.trainer import train
-
-    skip = {"command", "depth", "dim", "n_iter", "solver", "tol", "grad", "model_arg"}
-    config = {k: v for k, v in vars(args).items() if k not in skip}
-    config["clip_grad"] = config["clip_grad"] or None
-    result = train(config, model_kwargs=_model_kwargs(args))
-    if result.weights is not None and not args.quiet:
-        f = result.final
-        print(f"done: test acc {f.get('test_acc', float('nan')):.4f} | weights {result.weights} "
-              f"| metrics {result.out_dir / 'metrics.jsonl'} | curves "
-              f"{result.out_dir / 'learning_curves.png'}")
-    return 0
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
 
-def _load_weights(path: Path, ema: bool):
-    from .training.checkpoint import load_checkpoint, load_safetensors
+def _handlers() -> dict:
+    from . import cli_commands as c
+    from .cli_energy_run import run_energy
 
-    if path.is_dir():
-        name = "model_ema.safetensors" if ema else "model.safetensors"
-        if ema and not (path / name).exists():
-            raise FileNotFoundError(f"{path / name} does not exist: was the run trained with "
-                                    f"--ema? (or it has not finished; try {path / 'last.pt'})")
-        path = path / name if (path / name).exists() else path / "last.pt"
-    if path.suffix == ".pt":
-        state = load_checkpoint(path)
-        meta = {"model_config": state["model_config"], "dataset": state["config"]["dataset"],
-                "classes": state["classes"], **state["normalize"]}
-        if ema and state.get("ema") is None:
-            raise ValueError(f"{path} holds no EMA weights: the run was trained without --ema.")
-        return (state["ema"] if ema else state["model"]), meta, path
-    tensors, meta = load_safetensors(path)
-    if "model_config" not in meta:
-        raise ValueError(f"{path} has no hopfield metadata (model_config); was it written by "
-                         f"`hopfield train`?")
-    return tensors, meta, path
+    return {"train": c.cmd_train, "eval": c.cmd_eval, "models": c.cmd_models,
+            "describe": c.cmd_describe, "energy": run_energy, "recall": c.cmd_recall,
+            "export": c.cmd_export}
 
 
-def _cmd_eval(args) -> int:
-    from .models import model_from_config
-    from .training.data import load_dataset
-    from .training.loader import BatchLoader, Transform
-    from .training.trainutil import amp_dtype, evaluate, resolve_device, write_confusion
-
-    state, meta, path = _load_weights(Path(args.path), args.ema)
-    # settings the config does not record (an older checkpoint) take their defaults of then
-    model = model_from_config(meta["model_config"])
-    model.load_state_dict(state)
-    device = resolve_device(args.device)
-    dataset = args.dataset or meta["dataset"]
-    data = load_dataset(dataset, args.split, args.data_dir).subset(args.max_eval_samples)
-    if model.num_classes != len(data.classes):
-        raise ValueError(f"{path} has {model.num_classes} output classes but {dataset} has "
-                         f"{len(data.classes)}; pass the dataset it was trained on (--dataset).")
-    loader = BatchLoader(data.to(device), args.batch_size,
-                         transform=Transform(meta["mean"], meta["std"]))
-    classes = list(data.classes)
-    metrics = evaluate(model.to(device), loader, amp=amp_dtype(args.amp, device),
-                       num_classes=len(classes) if args.per_class or args.confusion else None)
-    per_class, confusion = metrics.pop("per_class_acc", None), metrics.pop("confusion", None)
-    if args.confusion:
-        write_confusion(confusion, classes, args.confusion,
-                        title=f"{meta['model_config']['name']} on {dataset} {args.split} "
-                              f"(acc {metrics['acc']:.2%})")
-        metrics["confusion_png"] = args.confusion
-    if args.per_class:
-        metrics.update(per_class_acc=dict(zip(classes, per_class, strict=True)),
-                       confusion=confusion, classes=classes)
-    print(json.dumps({"weights": str(path), "dataset": dataset, "split": args.split,
-                      "images": len(data), **metrics}))
-    return 0
+def _fail(err: BaseException, status: int) -> int:
+    if os.environ.get("HOPFIELD_DEBUG", "") not in ("", "0"):
+        raise err
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    more = " (HOPFIELD_DEBUG=1 shows the rest)" if len(lines) > 1 else ""
+    print(f"error: {text}{more}", file=sys.stderr)
+    return status
 
 
-def _cmd_models(args) -> int:
-    from .models import list_models, model_config
-
-    names = list_models(args.pattern)
-    if not names:
-        raise ValueError(f"no model matches {args.pattern!r}; try `hopfield models`.")
-    print(f"{'name':20s} {'family':7s} {'img':>4s} {'patch':>5s} {'dim':>5s} {'depth':>5s}")
-    for n in names:
-        c = model_config(n)
-        print(f"{n:20s} {c['family']:7s} {c['img_size']:4d} {c['patch_size']:5d} {c['dim']:5d} "
-              f"{c['depth']:5d}")
-    return 0
-
-
-def _cmd_describe(args) -> int:
-    from .models import create_model
-
-    model = create_model(args.model, img_size=args.img_size, in_chans=args.in_chans,
-                         **_model_kwargs(args))
-    if not 0 <= args.block < len(model.blocks):
-        raise ValueError(f"--block {args.block}: {args.model} has blocks "
-                         f"0..{len(model.blocks) - 1}.")
-    print(model.blocks[args.block].describe())
-    return 0
-
-
-def _cmd_recall(args) -> int:
-    from .memory.cli import run_recall
-
-    return run_recall(args)
-
-
-def _cmd_energy(argv: list[str]) -> int:
-    try:
-        from .cli_energy import cli_main
-    except ImportError as err:
-        print(f"error: `hopfield energy` needs the module hopfield.cli_energy, which cannot be "
-              f"imported in this installation ({err}).", file=sys.stderr)
-        return 2
-    return int(cli_main(argv) or 0)
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "hopfield") -> int:
     """Entry point of ``hopfield`` and ``python -m hopfield``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "energy":
-        return _cmd_energy(argv[1:])
+    parser = build_parser(prog)
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the subcommand's parser, whose usage lists its flags
+            _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exit_:  # argparse printed usage (status 2) or help (status 0)
         return int(exit_.code or 0)
-    handler = {"train": _cmd_train, "eval": _cmd_eval, "models": _cmd_models,
-               "describe": _cmd_describe, "recall": _cmd_recall}[args.command]
-    from .training.trainer import NonFiniteLossError
-
     try:
-        return handler(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        if os.environ.get("HOPFIELD_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return int(_handlers()[args.command](args) or 0)
     except BrokenPipeError:  # e.g. `hopfield describe ... | head`
         sys.stdout = open(os.devnull, "w")
         return 0
-    except (NonFiniteLossError, OSError) as err:
-        if os.environ.get("HOPFIELD_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:  # the user's input
+        return _fail(err, 2)
+    except (ArithmeticError, OSError, RuntimeError, ImportError) as err:  # failed at run time
+        return _fail(err, 1)
     except KeyboardInterrupt:
-        print("interrupted; continue the run with the same command plus --resume",
+        print("interrupted; continue a training run with the same command plus --resume",
               file=sys.stderr)
         return 130

@@ -177,6 +177,7 @@ def _build(source: str, cfg: dict, opt: dict) -> HopfieldClassifier:
     extra = {k: opt[k] for k in opt if k not in ("dtype", "currents", "solver_options")}
     model.config = {"name": f"converted:{source}", "family": _FAMILY[source], **cfg, **extra,
                     "class_token": vit, "pos_embed": vit, "global_pool": model.global_pool}
+    model.pretrained_cfg["architecture"] = model.config["name"]
     return model
 
 

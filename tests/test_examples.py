@@ -31,3 +31,14 @@ def test_energy_classifier_example_smoke(tmp_path):
     assert "slow layers 'hidden'" in out and "schedule: sequential" in out
     assert "test accuracy" in out and " 0 rises over 128 test images" in out
     assert png.stat().st_size > 10_000
+
+
+def test_custom_energy_example_smoke():
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_energy.py"), "--smoke",
+                           "--steps", "6"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "token memory" in out and "HopfieldMemory, untied" in out
+    assert "block maps (2, 49, 32) -> (2, 49, 32)" in out
+    assert "factory custom_energy:hopfield_memory_block" in out and "step   5 loss" in out

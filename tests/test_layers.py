@@ -32,7 +32,10 @@ for _layer in CHAIN[CHAIN.index("interop"):]:
 # modules that belong to a layer without carrying its name
 OWNERS = {
     "hopfield._interop_layout": "interop",   # the checkpoint layouts interop.py converts
-    "hopfield.cli_energy": "cli",            # the `hopfield energy` command
+    "hopfield.cli_energy": "cli",            # the `hopfield energy` command from Python
+    "hopfield.cli_energy_run": "cli",        # what `hopfield energy` runs
+    "hopfield.cli_commands": "cli",          # what the other subcommands run
+    "hopfield.export": "cli",                # export a model to pt2 / onnx / safetensors
 }
 EXEMPT = {"hopfield", "hopfield.__main__", "hopfield._moved"}
 

@@ -67,9 +67,9 @@ def test_descent_plot(tmp_path):
 
 @pytest.mark.parametrize("argv, msg", [
     ([], "--model NAME or --checkpoint"),
-    (["--model", "imixer_tiny", "--batch-size", "0"], "positive integer"),
+    (["--model", "imixer_tiny", "--batch-size", "0"], "an integer >= 1"),
     (["--model", "imixer_tiny", "--n-iter", "-1"], "integer >= 0"),
-    (["--model", "imixer_tiny", "--tol", "nan"], "positive number"),
+    (["--model", "imixer_tiny", "--tol", "nan"], "a finite number > 0"),
     (["--model", "imixer_tiny", "--solver", "newton"], "invalid choice"),
     (["--model", "imixer_tiny", "--bogus"], "unrecognized arguments"),
     (["--model", "no_such_model", "--dataset", "random"], "Unknown model"),
