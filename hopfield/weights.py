@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .integrity import read_torch_file, verify_weights
 from ._interop_layout import _guess, read_checkpoint
 from .interop import convert
 from .models import create_model as _create_model
@@ -70,9 +71,13 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def read_weights(path: str | os.PathLike, *, map_location="cpu",
-                 ema: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+def read_weights(path: str | os.PathLike, *, map_location="cpu", ema: bool = False,
+                 allow_nonfinite: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
     """``(state_dict, metadata)`` of a run folder or a file.
+
+    Hopfield checkpoints and exports are verified against the checksum stored with them, and
+    NaN/Inf weights are refused unless ``allow_nonfinite`` (docs/reliability.md); timm and
+    official iMixer files carry no checksum and are read as they are.
 
     The metadata of a hopfield file holds ``model_config`` and, from ``hopfield train``,
     ``dataset``, ``classes``, ``mean``, ``std``; a foreign file (timm, official iMixer: a state
@@ -84,18 +89,21 @@ def read_weights(path: str | os.PathLike, *, map_location="cpu",
         if ema and path.name != "model_ema.safetensors":
             raise ValueError(f"{path} is a single set of weights; EMA weights are in "
                              f"model_ema.safetensors of a run trained with --ema.")
+        if meta:  # a hopfield export: verify its checksum (foreign files carry none)
+            verify_weights(state, meta.get("checksum"), source=f"weights file {path}",
+                           allow_nonfinite=allow_nonfinite)
         return state, meta
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is unreadable as a weights-only torch file ({reason}).") from None
+    obj = read_torch_file(path, map_location, what="weights file")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and (
             str(obj.get("format", "")).startswith(CHECKPOINT_PREFIX) or "model_config" in obj
             or "name" in (obj.get("config") if isinstance(obj.get("config"), dict) else {})):
         state = obj.get("ema") if ema else obj["model"]
         if state is None:
             raise ValueError(f"{path} holds no EMA weights: the run was trained without --ema.")
+        if str(obj.get("format", "")).startswith(CHECKPOINT_PREFIX):
+            sums = obj.get("checksums") or {}
+            verify_weights(dict(state), sums.get("ema" if ema else "model"),
+                           source=f"checkpoint {path}", allow_nonfinite=allow_nonfinite)
         config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
         meta = {"model_config": obj.get("model_config") or
                 (config if "name" in config else None),

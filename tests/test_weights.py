@@ -136,3 +136,31 @@ def test_run_folders_and_checkpoints(tmp_path):
     torch.save({"a.weight": torch.zeros(2)}, plain)
     with pytest.raises(ValueError, match="neither timm's nor the official iMixer's"):
         weights.load_model(plain)
+
+
+def test_the_one_loader_verifies_checksums_and_refuses_nan(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hopfield.integrity import ChecksumMismatchError, NonFiniteWeightsError
+    from hopfield.training.checkpoint import export_safetensors
+
+    model = hf.models.create_model("mixer_tiny", depth=1, dim=16)
+    path = tmp_path / "model.safetensors"
+    export_safetensors(model, path, {"model_config": model.config})
+    assert hf.weights.load_model(path) is not None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] += 1.0  # a flipped value
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ChecksumMismatchError, match="do not match the checksum"):
+        hf.weights.load_model(path)
+    tensors[name].view(-1)[0] = float("nan")
+    meta2 = dict(meta)
+    save_file(tensors, str(path), metadata=meta2)
+    with pytest.raises((ChecksumMismatchError, NonFiniteWeightsError)):
+        hf.weights.load_model(path)

@@ -102,9 +102,10 @@ def check_convexity(lagrangian, shape, *, samples: int = 256, scale: float = 3.0
     Returns:
         A :class:`ConvexityCheck`; call its :meth:`~ConvexityCheck.mark` to record the result.
     """
-    from .lagrangians import Lagrangian
-
-    if not isinstance(lagrangian, Lagrangian):
+    # duck-typed (a Lagrangian is an nn.Module with an activation): lagrangians.py imports this
+    # module, so importing it back would make a cycle
+    if not (isinstance(lagrangian, torch.nn.Module) and callable(getattr(lagrangian, "activation",
+                                                                         None))):
         raise TypeError(f"check_convexity: expected a hopfield Lagrangian, got "
                         f"{type(lagrangian).__name__}.")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)

@@ -17,7 +17,7 @@ from hopfield.cli import main
 from hopfield.training import NonFiniteLossError, TrainConfig, Trainer, train
 from hopfield.training import checkpoint as ckpt
 from hopfield.training.data import DatasetFormatError, load_dataset, read_cifar
-from hopfield.training.integrity import (
+from hopfield.integrity import (
     ChecksumMismatchError,
     NoChecksumWarning,
     NonFiniteWeightsError,
