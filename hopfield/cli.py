@@ -140,10 +140,14 @@ def _add_train(sub) -> None:
     t.add_argument("--max-eval-samples", type=positive_int,
                    help="evaluate on a seeded random subset (default: all)")
     t.add_argument("--log-every", type=positive_int, default=d.log_every,
-                   help="progress-bar refresh, in steps")
+                   help="progress-bar refresh and steps.jsonl records, in steps")
     t.add_argument("--no-plot", dest="plot", action="store_false",
                    help="skip learning_curves.png (saves ~1 s per epoch on small runs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--tensorboard", action="store_true", help="also log loss, learning rate and "
+                   "accuracy to <out>/tensorboard/ (pip install hopfield[tensorboard])")
+    t.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file whose "
+                   "keys are TrainConfig fields; flags given here win over the file")
     _add_model_overrides(t)
 
 
@@ -256,6 +260,15 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
     return sub.choices[command]
 
 
+def _given_train_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the ``train`` options set on the command line (not by a default):
+    ``argv`` is parsed again with every default suppressed. Changes ``parser``'s defaults."""
+    for action in _subparser(parser, "train")._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv)
+    return set(vars(given)) - {"command"}
+
+
 def _handlers() -> dict:
     from . import cli_commands as c
     from .cli_energy_run import run_energy
@@ -283,6 +296,8 @@ def main(argv: list[str] | None = None, *, prog: str = "hopfield") -> int:
         args, extra = parser.parse_known_args(argv)
         if extra:  # named by the subcommand's parser, whose usage lists its flags
             _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "train" and args.config is not None:
+            args.given_flags = _given_train_flags(parser, argv)
     except SystemExit as exit_:  # argparse printed usage (status 2) or help (status 0)
         return int(exit_.code or 0)
     try:

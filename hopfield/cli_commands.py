@@ -64,14 +64,36 @@ def load_for_cli(path: str | os.PathLike, *, model: str | None = None, ema: bool
 
 
 # ---------------------------------------------------------------------------- commands
+def _with_config_file(args, config: dict, model_kwargs: dict) -> tuple[dict, dict]:
+    """``config`` and ``model_kwargs`` with the settings of ``args.config`` (a TOML file) for
+    every flag not given on the command line; the merged settings are checked here, so an
+    invalid value names the file."""
+    from .training.config import TrainConfig
+    from .training.config_file import load_config_file
+
+    given = getattr(args, "given_flags", set())
+    from_file = load_config_file(args.config)
+    file_kwargs = from_file.pop("model_kwargs", {})
+    config = {**config, **{k: v for k, v in from_file.items() if k not in given}}
+    model_kwargs = {**file_kwargs, **model_kwargs}
+    try:
+        TrainConfig(**{**config, "model_kwargs": model_kwargs})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{args.config} (with the command line): {err}") from None
+    return config, model_kwargs
+
+
 def cmd_train(args) -> int:
     from .training.trainer import train
 
-    skip = {"command", "handler", *MODEL_OVERRIDES, "model_arg"}
+    skip = {"command", "handler", *MODEL_OVERRIDES, "model_arg", "config", "given_flags"}
     config = {k: v for k, v in vars(args).items() if k not in skip}
-    config["model"] = resolve_model(args.model)
     config["clip_grad"] = config["clip_grad"] or None
-    result = train(config, model_kwargs=_model_kwargs(args))
+    model_kwargs = _model_kwargs(args)
+    if args.config is not None:  # the file's settings, except those given as flags
+        config, model_kwargs = _with_config_file(args, config, model_kwargs)
+    config["model"] = resolve_model(config["model"])
+    result = train(config, model_kwargs=model_kwargs)
     if result.weights is not None and not args.quiet:
         f = result.final
         print(f"done: test acc {f.get('test_acc', float('nan')):.4f} | weights {result.weights} "

@@ -126,3 +126,18 @@ def test_gpu_study_launcher_runs_resumes_and_reports(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     again = json.loads((tmp_path / "launch.json").read_text())
     assert again["summary"]["mixer_tiny"]["values"] == first
+
+
+def test_compile_training_quick_run_writes_ratio_and_warmup(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "compile_training.py"), "--quick",
+           "--backend", "eager", "--results", str(tmp_path), "--name", "smoke"]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    assert "RESULT compile_step_ratio_mixer " in proc.stdout
+    assert "RESULT compile_warmup_s_mixer " in proc.stdout
+    record = json.loads((tmp_path / "smoke.json").read_text())
+    (row,) = record["rows"]
+    assert row["model"] == "mixer_tiny" and row["ratio_median"] > 0 and row["warmup_s"] > 0
+    assert len(row["ratios"]) == 2 and row["graphs"] >= 1
+    assert record["machine"]["cpu_count"] and record["machine"]["torch"]
+    assert str(tmp_path) not in record["command"]  # no path of this machine in the results
+    assert "| mixer_tiny |" in (tmp_path / "smoke.md").read_text()

@@ -234,3 +234,50 @@ def test_python_dash_m_bad_flag_has_no_traceback():
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert "expected an integer >= 1, got 'many'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _captured_train(monkeypatch):
+    """Replace the trainer by a recorder of the settings `hopfield train` passes it."""
+    import hopfield.training.trainer as trainer
+
+    seen = {}
+
+    def fake_train(config, **overrides):
+        seen.update(config, **overrides)
+        raise KeyboardInterrupt  # stop here: nothing is trained (exit status 130)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    return seen
+
+
+def test_config_file_sets_what_the_flags_do_not(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 3\nbatch-size = 8\nlr = 0.01\nclip_grad = 0\nhflip = false\n'
+                      'tensorboard = false\n[model_kwargs]\ndepth = 1\ndim = 16\n')
+    seen = _captured_train(monkeypatch)
+    # --lr given with its default value still wins over the file
+    assert main(["train", "--config", str(config), "--batch-size", "16", "--lr", "0.001",
+                 "--depth", "2"]) == 130
+    assert seen["epochs"] == 3 and seen["batch_size"] == 16 and seen["lr"] == 0.001
+    assert seen["clip_grad"] is None and seen["hflip"] is False
+    assert seen["model_kwargs"] == {"depth": 2, "dim": 16}
+    assert seen["weight_decay"] == 0.05  # neither in the file nor given: the default
+
+
+@pytest.mark.parametrize("text, match", [
+    ("epoch = 3\n", "unknown key 'epoch'"),
+    ("epochs = 2.5\n", "epochs must be an integer"),
+    ("lr = 'fast'\n", "lr must be a number"),
+    ("plot = 1\n", "plot must be true or false"),
+    ("lr = -1.0\n", "lr must be > 0"),
+    ("epochs = \n", "not valid TOML"),
+    (None, "cannot read the config file"),
+])
+def test_config_file_errors_name_the_file_and_exit_2(text, match, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "run.toml"
+    if text is not None:
+        config.write_text(text)
+    _captured_train(monkeypatch)
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {config}") and match in err and len(err.splitlines()) == 1

@@ -5,10 +5,10 @@
 ``import hopfield`` does not load it (``hf.training`` does, on first use).
 """
 
+from ..integrity import ChecksumMismatchError, NonFiniteWeightsError
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import ImageDataset, list_datasets, load_dataset
-from .integrity import ChecksumMismatchError, NonFiniteWeightsError
 from .loader import BatchLoader, Transform
 from .safety import RunExistsError
 from .trainer import NonFiniteLossError, Trainer, TrainResult, train

@@ -8,15 +8,11 @@
 * Format ``hopfield-checkpoint-v2`` (see ``docs/reliability.md#checkpoint-format``) adds the
   SHA-256 of the weights (``checksums``: ``model`` and ``ema``) and the thread count
   (``num_threads``); every load verifies the checksums and refuses NaN/Inf weights unless asked
-  (:mod:`hopfield.training.integrity`). A ``v1`` checkpoint still loads, with a warning that it
+  (:mod:`hopfield.integrity`). A ``v1`` checkpoint still loads, with a warning that it
   has no checksum. Exports carry the checksum in their safetensors header.
 * :func:`clean_stale_temps` removes the temporary files of writes whose process was killed.
-* :func:`fault` is a fail point for the reliability tests: the environment variable
-  ``HOPFIELD_FAULT="<point>@<n>:<action>"`` (e.g. ``step@5:kill``, ``write:last.pt@2:kill``,
-  ``loss@3:nan``) makes the ``n``-th visit of ``point`` SIGKILL the
-  process (``kill``), raise :class:`FaultInjected` (``raise``), block forever after touching
-  ``$HOPFIELD_FAULT_MARKER`` (``pause``, so a test can kill it from outside) or poison the loss
-  (``nan``). Unset, it costs one environment lookup.
+* :func:`fault`, :class:`FaultInjected` and :data:`FAULT_ENV`, the fail points of the
+  reliability tests, live in :mod:`hopfield.training.faults` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,14 +22,12 @@ import json
 import os
 import random
 import re
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .integrity import (
+from ..integrity import (
     CheckpointError,
     NonFiniteWeightsError,
     nonfinite_tensors,
@@ -41,48 +35,22 @@ from .integrity import (
     verify_weights,
     weights_checksum,
 )
+from .faults import FAULT_ENV, FaultInjected, fault
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "save_checkpoint", "load_checkpoint",
            "ensure_writable", "rng_state", "set_rng_state", "export_safetensors",
-           "load_safetensors", "fault", "FaultInjected", "FORMAT", "verify_weights",
+           "load_safetensors", "fault", "FaultInjected", "FAULT_ENV", "FORMAT", "verify_weights",
            "weights_checksum", "clean_stale_temps", "RunFileError", "resolve_checkpoint"]
 
 FORMAT = "hopfield-checkpoint-v2"
 LEGACY_FORMATS = ("hopfield-checkpoint-v1",)  # load without a checksum, with a warning
 EXPORT_FORMAT = "hopfield-weights-v2"
-FAULT_ENV = "HOPFIELD_FAULT"
 WEIGHT_KEYS = ("model", "ema")  # the state dicts of a checkpoint that carry a checksum
 
 
 class RunFileError(OSError):
     """The output folder or a file in it cannot be written (a run-time fault: exit status 1,
     whatever the errno; a plain ``OSError(ENOENT, ...)`` would become ``FileNotFoundError``)."""
-
-
-class FaultInjected(RuntimeError):
-    """Raised by a ``raise`` fail point (a simulated crash inside the process)."""
-
-
-# ---------------------------------------------------------------------------- fail points
-def fault(point: str, index: int) -> str | None:
-    """Fire the fail point ``point@index`` if ``$HOPFIELD_FAULT`` names it; returns the action."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return None
-    for item in spec.split(","):
-        where, _, action = item.rpartition(":")
-        if where != f"{point}@{index}":
-            continue
-        if action == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if action == "raise":
-            raise FaultInjected(f"fail point {point}@{index} ({FAULT_ENV}={spec})")
-        if action == "pause":
-            Path(os.environ.get("HOPFIELD_FAULT_MARKER", "hopfield-fault-paused")).touch()
-            while True:
-                time.sleep(1)
-        return action
-    return None
 
 
 # ---------------------------------------------------------------------------- files

@@ -16,7 +16,8 @@ __all__ = ["TrainConfig"]
 
 # settings that may differ between a run and its resumption
 RESUMABLE_CHANGES = {"out", "resume", "quiet", "data_dir", "device", "num_workers", "log_every",
-                     "plot", "save_every", "deterministic", "overwrite", "compile"}
+                     "plot", "save_every", "deterministic", "overwrite", "compile",
+                     "tensorboard"}
 # float settings: every one must be a finite number (inf and NaN pass comparisons like `> 0`)
 FLOAT_SETTINGS = ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing", "drop_path",
                   "clip_grad", "mixup", "cutmix", "ema", "random_erasing")
@@ -65,6 +66,7 @@ class TrainConfig:
     quiet: bool = False
     compile: bool = False  # torch.compile the training forward
     overwrite: bool = False
+    tensorboard: bool = False  # also log scalars to <out>/tensorboard/
     model_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):

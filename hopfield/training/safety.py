@@ -7,6 +7,8 @@
 * :func:`diagnose_nonfinite`: after a non-finite loss, find what went wrong first (the input
   batch, the weights, or the first block whose output is not finite, found with forward hooks
   registered only for this one diagnostic pass).
+* :class:`FiniteGuard`: the trainer's checks of its loss and weights, which stop a run with
+  :class:`NonFiniteLossError` (re-exported by :mod:`hopfield.training.trainer`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 __all__ = ["RunExistsError", "RUN_FILES", "protect_run_folder", "check_splits",
-           "diagnose_nonfinite"]
+           "diagnose_nonfinite", "NonFiniteLossError", "FiniteGuard"]
 
 #: The files a run writes into its folder; any one of them marks the folder as holding a run.
 RUN_FILES = ("last.pt", "model.safetensors", "model_ema.safetensors", "metrics.jsonl",
              "learning_curves.png")
+#: Logs a run may also hold (``steps.jsonl``, ``tensorboard/``): kept with its files in the backup,
+#: but not by themselves a run (a run killed before its first checkpoint leaves only these).
+RUN_LOGS = ("steps.jsonl", "tensorboard")
 
 
 class RunExistsError(ValueError):
@@ -50,7 +56,7 @@ def protect_run_folder(out: Path, *, overwrite: bool) -> Path | None:
         n += 1
         backup = out / f"backup-{stamp}-{n}"
     backup.mkdir()
-    for name in found:
+    for name in [*found, *(n for n in RUN_LOGS if (out / n).exists())]:
         (out / name).replace(backup / name)
     return backup
 
@@ -118,3 +124,42 @@ def diagnose_nonfinite(model: nn.Module, x: torch.Tensor, *, autocast: dict) -> 
     if first:
         return f"the first module whose output went non-finite is {first[0]!r}"
     return "inputs, weights and every block's output were finite: the loss itself overflowed"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite (or the weights did, at export); the last checkpoint on
+    disk is the last good state."""
+
+
+class FiniteGuard:
+    """The loss and weight checks of a :class:`~hopfield.training.trainer.Trainer` (a mixin: it
+    has no state of its own)."""
+
+    def _check_finite(self, loss: torch.Tensor, x: torch.Tensor | None = None) -> None:
+        """Stop at a non-finite loss (before the optimiser step it would poison), naming the
+        step and, from one diagnostic pass with forward hooks, what went non-finite first."""
+        ok = torch.isfinite(loss).to(torch.int32)
+        if self.world_size > 1:  # every rank must stop together, or the others hang in a collective
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if not ok.item():
+            self._stop(f"loss became {loss.item()}", x)
+
+    def _stop(self, what: str, x: torch.Tensor | None, cause: Exception | None = None) -> None:
+        last = (f"the last good checkpoint {self.checkpoint_path} (epoch "
+                f"{len(self.history)}) is intact" if self.checkpoint_path.exists()
+                else "no checkpoint was written yet")
+        found = "" if x is None else "; " + diagnose_nonfinite(self.model, x, autocast=dict(
+            device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None))
+        raise NonFiniteLossError(
+            f"{what} at epoch {self.train_loader.epoch + 1}, step {self.global_step + 1}{found}; "
+            f"stopping. {last}. Lower --lr, keep --clip-grad on or use --amp bf16 instead of "
+            f"fp16, then continue with --resume.") from cause
+
+    def _check_weights(self) -> None:
+        """Refuse to checkpoint or export NaN/Inf weights (over the last good ones)."""
+        if bad := [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]:
+            raise NonFiniteLossError(
+                f"the weights became NaN/Inf by step {self.global_step} ({', '.join(bad[:4])}); "
+                f"not saving them over {self.checkpoint_path}. Lower --lr and continue with "
+                f"--resume.")

@@ -4,11 +4,9 @@ The recipe is the usual one for small vision models: AdamW (no weight decay on b
 and embeddings), linear warm-up then cosine decay per step, label smoothing, stochastic depth,
 gradient clipping, optional Mixup/CutMix and an EMA of the weights, mixed precision on GPU.
 
-Every epoch writes, into ``out``: ``metrics.jsonl`` (one JSON object per epoch),
-``learning_curves.png`` and ``last.pt`` (an atomic checkpoint holding everything needed to
-continue the run *exactly*: model, optimizer, schedule, grad scaler, EMA, the RNG states of
-every process and the data iterator's position). The run ends with ``model.safetensors``
-(and ``model_ema.safetensors``) whose header carries the model configuration.
+Every epoch writes ``metrics.jsonl``, ``learning_curves.png`` and an atomic ``last.pt`` into
+``out``, from which the run continues *exactly*; it ends with ``model.safetensors``
+(:mod:`hopfield.training.resume`). Non-finite losses stop it (:mod:`hopfield.training.safety`).
 
 Launched by ``torchrun``, training runs as DistributedDataParallel (NCCL on GPU, Gloo on CPU);
 ``batch_size`` is per process and rank 0 alone writes files.
@@ -22,13 +20,10 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import warnings
-from dataclasses import MISSING, asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, fields
 
 import numpy as np
 import torch
@@ -38,55 +33,37 @@ from torch import nn
 
 from ..models import create_model, restore_config
 from . import checkpoint as ckpt
-from .config import RESUMABLE_CHANGES as _RESUMABLE_CHANGES
 from .config import TrainConfig
 from .data import load_dataset
-from .integrity import json_safe
 from .loader import BatchLoader, Transform, counter_seed, mix_batch
-from .safety import check_splits, diagnose_nonfinite, protect_run_folder
+from .precision import warn_emulated_bf16
+from .resume import RunFiles, TrainResult
+from .safety import FiniteGuard, NonFiniteLossError, check_splits, protect_run_folder
+from .steplog import StepLog, require_tensorboard
 from .trainutil import (
     ModelEma,
     amp_dtype,
     cpu_has_native_bf16,
     distributed_setup,
     evaluate,
-    gather,
     param_groups,
     resolve_device,
     warmup_cosine,
-    write_curves,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train", "NonFiniteLossError"]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite (or the weights did, at export); the last checkpoint on
-    disk is the last good state."""
-
-
-@dataclass
-class TrainResult:
-    """``history``: one dict per epoch (as in ``metrics.jsonl``); ``final``: the last one."""
-
-    history: list[dict]
-    out_dir: Path
-    checkpoint: Path
-    weights: Path | None
-    model: nn.Module
-    curves: Path | None = None  # learning_curves.png, None under plot=False
-    backup: Path | None = None  # where an earlier run's files went (overwrite=True)
-
-    @property
-    def final(self) -> dict:
-        return self.history[-1] if self.history else {}
-
-
-class Trainer:
-    """Builds data, model and optimiser from a :class:`TrainConfig`; :meth:`fit` runs it."""
+class Trainer(RunFiles, FiniteGuard):
+    """Builds data, model and optimiser from a :class:`TrainConfig`; :meth:`fit` runs it.
+    Checkpoints, resumption and export come from :class:`~hopfield.training.resume.RunFiles`,
+    the non-finite checks from :class:`~hopfield.training.safety.FiniteGuard`."""
 
     def __init__(self, config: TrainConfig):
         self.cfg = cfg = config
+        if cfg.tensorboard:  # before any work: a missing package is named at once
+            require_tensorboard()
+        self.steplog: StepLog | None = None  # steps.jsonl (and TensorBoard), open during fit
         self.device = resolve_device(cfg.device)
         self.rank, self.world_size, self.device = distributed_setup(self.device)
         self.is_main = self.rank == 0
@@ -158,6 +135,9 @@ class Trainer:
         if self.device.type == "cpu" and cfg.amp == "auto" and cpu_has_native_bf16():
             self._log("hint: this CPU has native bf16 matrix units; --amp bf16 trains the MLP "
                       "families about twice as fast (float32 is kept unless you ask)")
+        elif self.device.type == "cpu" and cfg.amp == "bf16" and self.is_main \
+                and not cpu_has_native_bf16():  # emulated bf16: ~13x slower steps
+            warn_emulated_bf16()
 
     def build_model(self) -> nn.Module:
         C, H, _ = self.train_loader.dataset.image_shape
@@ -165,115 +145,12 @@ class Trainer:
                             drop_path_rate=self.cfg.drop_path,
                             **{**self._legacy_model_kwargs, **self.cfg.model_kwargs})
 
-    # ------------------------------------------------------------------ checkpoints
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out / "last.pt"
-
-    def _read_resume(self) -> tuple[dict | None, Path | None]:
-        """The checkpoint to resume from and its path, or ``(None, None)``."""
-        cfg = self.cfg
-        if cfg.resume is None:
-            return None, None
-        path = self.checkpoint_path if cfg.resume == "auto" else ckpt.resolve_checkpoint(cfg.resume)
-        if cfg.resume == "auto" and not path.exists():
-            self._log(f"--resume: no checkpoint at {path} yet; starting from scratch")
-            return None, None
-        return ckpt.load_checkpoint(path, map_location="cpu"), path
-
-    def _maybe_resume(self) -> bool:
-        cfg, state, path = self.cfg, self._resume_state, self._resume_path
-        self._resume_state = None  # read once (in __init__); not kept for the whole run
-        if state is None:
-            return False
-        saved = state["config"]
-        # a setting added after the checkpoint was written counts as its default
-        defaults = {f.name: f.default_factory() if f.default is MISSING else f.default
-                    for f in fields(TrainConfig)}
-        diff = {k: (saved.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-                if k not in _RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v}
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"cannot resume {path} with different settings ({detail}); use the "
-                             f"original flags or a new --out.")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.module.load_state_dict(state["ema"])
-        self.train_loader.load_state_dict(state["loader"])
-        self.global_step, self.history = state["global_step"], list(state["history"])
-        threads = state.get("num_threads")
-        if threads is not None and threads != torch.get_num_threads():
-            msg = (f"{path} was written with {threads} CPU threads, this process uses "
-                   f"{torch.get_num_threads()}: the resumed run is correct but may differ from an "
-                   f"uninterrupted one in the last bits (set OMP_NUM_THREADS={threads} or "
-                   f"torch.set_num_threads({threads}) for a bitwise match; "
-                   f"docs/reliability.md#bitwise-resume)")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            self._log(f"warning: {msg}")
-        ranks = state["ranks"]
-        mine = ranks[self.rank] if len(ranks) == self.world_size else None
-        if mine is None:
-            self._log(f"checkpoint saved by {len(ranks)} processes, resuming with "
-                      f"{self.world_size}: random streams restart, the run is not bit-identical")
-        else:
-            self.epoch_stats.copy_(mine["epoch_stats"])
-            ckpt.set_rng_state(mine["rng"])
-        return True
-
-    def save(self) -> None:
-        """Write ``last.pt`` (all ranks take part: each contributes its RNG state)."""
-        ranks = gather({"rng": ckpt.rng_state(), "epoch_stats": self.epoch_stats.cpu()},
-                       self.world_size)
-        self._check_weights()
-        if not self.is_main:
-            return
-        ckpt.save_checkpoint(self.checkpoint_path, {
-            "config": asdict(self.cfg), "model_config": self.model_config,
-            "classes": self.classes, "normalize": {"mean": self.mean, "std": self.std},
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema else None,
-            "loader": self.train_loader.state_dict(), "global_step": self.global_step,
-            "history": self.history, "ranks": ranks, "num_threads": torch.get_num_threads()})
-
     # ------------------------------------------------------------------ training
     def _log(self, msg: str) -> None:
         if self.is_main and not self.cfg.quiet:
             from tqdm import tqdm
 
             tqdm.write(msg, file=sys.stdout)
-
-    def _check_finite(self, loss: torch.Tensor, x: torch.Tensor | None = None) -> None:
-        """Stop at a non-finite loss (before the optimiser step it would poison), naming the
-        step and, from one diagnostic pass with forward hooks, what went non-finite first."""
-        ok = torch.isfinite(loss).to(torch.int32)
-        if self.world_size > 1:  # every rank must stop together, or the others hang in a collective
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        if not ok.item():
-            self._stop(f"loss became {loss.item()}", x)
-
-    def _stop(self, what: str, x: torch.Tensor | None, cause: Exception | None = None) -> None:
-        last = (f"the last good checkpoint {self.checkpoint_path} (epoch "
-                f"{len(self.history)}) is intact" if self.checkpoint_path.exists()
-                else "no checkpoint was written yet")
-        found = "" if x is None else "; " + diagnose_nonfinite(self.model, x, autocast=dict(
-            device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None))
-        raise NonFiniteLossError(
-            f"{what} at epoch {self.train_loader.epoch + 1}, step {self.global_step + 1}{found}; "
-            f"stopping. {last}. Lower --lr, keep --clip-grad on or use --amp bf16 instead of "
-            f"fp16, then continue with --resume.") from cause
-
-    def _check_weights(self) -> None:
-        """Refuse to checkpoint or export NaN/Inf weights (over the last good ones)."""
-        if bad := [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]:
-            raise NonFiniteLossError(
-                f"the weights became NaN/Inf by step {self.global_step} ({', '.join(bad[:4])}); "
-                f"not saving them over {self.checkpoint_path}. Lower --lr and continue with "
-                f"--resume.")
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A ``uint8`` batch (raw pixels) becomes floats in [0, 1], then normalised with the
@@ -348,7 +225,10 @@ class Trainer:
                    desc=f"epoch {loader.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
         t0, seen = time.perf_counter(), 0
         for x, y in loader:
-            self.train_step(x, y)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+            loss = self.train_step(x, y)
+            if self.steplog is not None:
+                self.steplog.step(self.global_step, epoch=loader.epoch + 1, loss=loss, lr=lr)
             seen += len(y)
             ckpt.fault("step", self.global_step)
             last_batch = loader.position == len(loader)
@@ -370,10 +250,26 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train the remaining epochs, evaluating and checkpointing after each."""
-        cfg, loader = self.cfg, self.train_loader
+        cfg = self.cfg
         evaluate_kw = dict(amp=self.amp_dtype, world_size=self.world_size)
         if self.history:  # resumed: metrics.jsonl may lag the checkpoint by one epoch
             self._write_logs()
+        if self.is_main:
+            self.steplog = StepLog(self.out, every=cfg.log_every, start_step=self.global_step,
+                                   tensorboard=cfg.tensorboard)
+        try:
+            self._fit_epochs(evaluate_kw)
+        finally:
+            if self.steplog is not None:
+                self.steplog.close()
+                self.steplog = None
+        weights = self.export() if self.is_main else None
+        curves = self.out / "learning_curves.png" if cfg.plot and self.is_main else None
+        return TrainResult(self.history, self.out, self.checkpoint_path, weights, self.model,
+                           curves, self.backup)
+
+    def _fit_epochs(self, evaluate_kw: dict) -> None:
+        cfg, loader = self.cfg, self.train_loader
         for epoch in range(loader.epoch, cfg.epochs):
             if loader.epoch != epoch:
                 loader.set_epoch(epoch)
@@ -389,35 +285,11 @@ class Trainer:
             self.epoch_stats.zero_()
             self.save()
             self._write_logs()
+            if self.steplog is not None:
+                self.steplog.epoch(row)
             self._log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
                       f"acc {row['train_acc']:.4f} | test loss {row['test_loss']:.4f} "
                       f"acc {row['test_acc']:.4f} | {row['images_per_s']:.0f} img/s")
-        weights = self.export() if self.is_main else None
-        curves = self.out / "learning_curves.png" if cfg.plot and self.is_main else None
-        return TrainResult(self.history, self.out, self.checkpoint_path, weights, self.model,
-                           curves, self.backup)
-
-    def _write_logs(self) -> None:
-        if not self.is_main:
-            return
-        lines = "".join(json.dumps(json_safe(r)[0]) + "\n" for r in self.history).encode()
-        ckpt.atomic_write_bytes(self.out / "metrics.jsonl", lines)
-        if self.cfg.plot:
-            write_curves(self.history, self.out / "learning_curves.png",
-                         title=f"{self.cfg.model} on {self.cfg.dataset}")
-
-    def export(self) -> Path:
-        """Write ``model.safetensors`` (and ``model_ema.safetensors``) with a JSON header."""
-        self._check_weights()
-        meta = {"model_config": self.model_config, "dataset": self.cfg.dataset,
-                "classes": self.classes, "mean": self.mean, "std": self.std,
-                "metrics": json_safe(self.history[-1] if self.history else {})[0],
-                "num_threads": torch.get_num_threads()}
-        path = self.out / "model.safetensors"
-        ckpt.export_safetensors(self.model, path, meta)
-        if self.ema is not None:
-            ckpt.export_safetensors(self.ema.module, self.out / "model_ema.safetensors", meta)
-        return path
 
 
 def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:

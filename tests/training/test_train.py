@@ -198,6 +198,53 @@ def test_cpu_bf16_hint_only_where_it_helps(native, amp, hinted, tmp_path, monkey
     assert ("--amp bf16" in capsys.readouterr().out) == hinted
 
 
+@pytest.mark.parametrize(("native", "amp", "warned"),
+                         [(False, "bf16", True), (True, "bf16", False), (False, "auto", False)])
+def test_explicit_cpu_bf16_without_native_bf16_warns_once(native, amp, warned, tmp_path,
+                                                          monkeypatch):
+    import warnings
+
+    import hopfield.training.precision as precision
+    import hopfield.training.trainer as train_module
+
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_capability", lambda: "AVX2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(TrainConfig(model="mixer_tiny", amp=amp, device="cpu", batch_size=4, quiet=True,
+                            max_train_samples=4, max_eval_samples=4, out=str(tmp_path),
+                            model_kwargs={"depth": 1, "dim": 32}))
+    slow = [str(w.message) for w in caught if "without native bf16" in str(w.message)]
+    assert len(slow) == warned
+    if warned:  # the measured cost, the fix and the capability found
+        assert all(s in slow[0] for s in ("13.5x", "--amp auto", "capability AVX2", "AMX"))
+
+
+def test_compile_runs_the_training_forward_compiled_and_saves_plain_weights(tmp_path,
+                                                                             monkeypatch):
+    real, calls = torch.compile, []
+
+    def eager_compile(model, **kwargs):  # the default backend would take minutes here
+        calls.append(model)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    result = train(model="mixer_tiny", compile=True, device="cpu", epochs=1, batch_size=8,
+                   max_train_samples=16, max_eval_samples=8, out=str(tmp_path), quiet=True,
+                   plot=False, model_kwargs={"depth": 1, "dim": 32})
+    assert calls == [result.model]  # compiled once, after the model is built and on its device
+    assert all(p.device.type == "cpu" for p in calls[0].parameters())
+    state = ckpt.load_checkpoint(tmp_path / "last.pt")
+    assert state["config"]["compile"] and not any("_orig_mod" in k for k in state["model"])
+    assert result.final["step"] == 2 and result.weights.is_file()
+
+
+def test_cpu_capability_probe_answers_a_string():
+    from hopfield.training.precision import cpu_capability
+
+    assert isinstance(cpu_capability(), str) and cpu_capability()
+
+
 def test_cpu_bf16_probe_answers_a_bool():
     from hopfield.training.trainutil import cpu_has_native_bf16
 
