@@ -106,7 +106,9 @@ def heading_text(title: str) -> str:
     title = re.sub(r"[ \t]+#+$", "", title)                           # closing hashes
     title = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", title)        # links -> their text
     title = INLINE_CODE.sub(lambda m: m["code"].strip(), title)
-    return re.sub(r"(\*{1,3}|_{1,3})(\S(?:.*?\S)?)\1", r"\2", title)  # emphasis
+    title = re.sub(r"(\*{1,3})(\S(?:.*?\S)?)\1", r"\2", title)  # *emphasis*
+    # _emphasis_ only at word edges: intra-word underscores (cli_energy_run) stay literal
+    return re.sub(r"(?<!\w)(_{1,3})(\S(?:.*?\S)?)\1(?!\w)", r"\2", title)
 
 
 def anchors_of(text: str) -> set[str]:

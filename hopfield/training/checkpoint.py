@@ -192,8 +192,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", *,
     folder means its ``last.pt``. The weights' checksums are verified.
 
     Raises:
-        FileNotFoundError: no such file. CheckpointError: unreadable, not a hopfield checkpoint,
-        weights that fail their checksum, or NaN/Inf weights (unless ``allow_nonfinite``).
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, not a hopfield checkpoint, weights that fail their
+            checksum, or NaN/Inf weights (unless ``allow_nonfinite``).
     """
     path = resolve_checkpoint(path)
     if not path.is_file():
@@ -261,8 +262,9 @@ def load_safetensors(path: str | os.PathLike, *, allow_nonfinite: bool = False,
     checksum in its header (an export without one loads with a warning).
 
     Raises:
-        FileNotFoundError: no such file. CheckpointError: unreadable, checksum mismatch, or
-        NaN/Inf weights (unless ``allow_nonfinite``).
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, checksum mismatch, or NaN/Inf weights (unless
+            ``allow_nonfinite``).
     """
     from safetensors import safe_open
 
