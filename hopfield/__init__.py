@@ -23,9 +23,9 @@ for _name, _module in (("lagrangians", lagrangians), ("synapses", synapses), ("g
     _sys.modules.setdefault(f"{__name__}.{_name}", _module)
 
 from . import blocks, dynamics, interop, memory, models, weights  # noqa: E402  (after the aliases)
-from .weights import create_model  # noqa: E402  (timm's create_model, pretrained_file=)
 from ._moved import MOVED as _MOVED  # noqa: E402
 from ._moved import install as _install_old_paths  # noqa: E402
+from .weights import create_model  # noqa: E402  (timm's create_model, pretrained_file=)
 
 _install_old_paths(__name__)  # ``import hopfield.train`` etc. find the moved modules
 _LAZY = ("training", "analysis", *_MOVED)

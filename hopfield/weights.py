@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .integrity import read_torch_file, verify_weights
 from ._interop_layout import _guess, read_checkpoint
+from .integrity import read_torch_file, verify_weights
 from .interop import convert
 from .models import create_model as _create_model
 from .models import model_from_config

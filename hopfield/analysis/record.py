@@ -68,9 +68,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.errors import WiringError
+from ..core.errors import NonFiniteError, WiringError
 from ..core.graph import EnergyGraph
-from ..core.errors import NonFiniteError
 from ..derivation import DerivedBlock, lyapunov_report
 from ..dynamics.descent import RULES, descend
 from ..dynamics.solvers import get_solver

@@ -3,6 +3,7 @@
 from .compiled import CompileFallbackWarning, descend_compiled
 from .descent import RULES, DescentStats, descend
 from .implicit import GRAD_MODES, solve_fixed_point
+from .safeguarded import safeguarded
 from .solvers import (
     ConvergenceWarning,
     DivergenceError,
@@ -14,7 +15,6 @@ from .solvers import (
     register_solver,
     solver_names,
 )
-from .safeguarded import safeguarded
 from .spectral import SoftSpectralNorm, operator_norm, spectral_norm, spectral_norm_of
 
 __all__ = [

@@ -34,7 +34,7 @@ ACTS = {"tanh": L.Tanh, "sigmoid": L.Sigmoid, "identity": L.Identity, "relu": L.
 def _scaled(syn, scale):
     """Rescale every weight of a synapse to spectral norm ``scale`` (a contracting coupling)."""
     with torch.no_grad():
-        for name, p in syn.named_parameters():
+        for _, p in syn.named_parameters():
             if p.dim() >= 2:
                 p.mul_(scale / torch.linalg.matrix_norm(p.reshape(p.shape[0], -1), ord=2))
             else:
@@ -82,7 +82,7 @@ def vector_graph(data, width: int):
         neurons["c"] = hf.NeuronLayer(width, L.Identity(), clamped=True)
         dense("c", draw(st.sampled_from(slow + fast), label="input target"))
     chain = slow[:1] + fast
-    for a, b in zip(chain, chain[1:]):
+    for a, b in zip(chain, chain[1:], strict=False):
         dense(a, b)
     for n in slow[1:]:  # every further slow layer hangs off a random layer
         dense(draw(st.sampled_from(chain), label=f"parent of {n}"), n)
@@ -146,7 +146,7 @@ def settled_currents(graph, xs, synapses):
         e = graph.synapse_energy(gs, synapses).sum()
         names = list(gs)
         grads = torch.autograd.grad(e, [gs[n] for n in names], allow_unused=True)
-    return {n: (-g if g is not None else torch.zeros_like(gs[n])) for n, g in zip(names, grads)}
+    return {n: (-g if g is not None else torch.zeros_like(gs[n])) for n, g in zip(names, grads, strict=True)}
 
 
 def check_block(graph, slow, clamped, *, step, schedule, step_size=0.5, batch=3, seed=0):
@@ -220,7 +220,7 @@ def test_fixed_k_sweeps_approach_the_equilibrium(data):
         for k in (1, 4, 16, 64):
             out = hf.derive(graph, slow, max_iter=k)(*states, **inputs)
             out = out if isinstance(out, tuple) else (out,)
-            errs.append(max(float((a - b).abs().max()) for a, b in zip(out, ref)))
+            errs.append(max(float((a - b).abs().max()) for a, b in zip(out, ref, strict=True)))
     assert errs[-1] <= 1e-6 + 0.02 * errs[0], errs
     assert errs[-1] <= errs[0] + 1e-12, errs
 

@@ -14,9 +14,6 @@ import torch
 from test_data import write_cifar10, write_idx, write_idx_set  # the same directory
 
 from hopfield.cli import main
-from hopfield.training import NonFiniteLossError, TrainConfig, Trainer, train
-from hopfield.training import checkpoint as ckpt
-from hopfield.training.data import DatasetFormatError, load_dataset, read_cifar
 from hopfield.integrity import (
     ChecksumMismatchError,
     NoChecksumWarning,
@@ -24,6 +21,9 @@ from hopfield.integrity import (
     json_safe,
     weights_checksum,
 )
+from hopfield.training import NonFiniteLossError, TrainConfig, Trainer, train
+from hopfield.training import checkpoint as ckpt
+from hopfield.training.data import DatasetFormatError, load_dataset, read_cifar
 from hopfield.training.safety import RunExistsError
 
 ONE = dict(model="mixer_tiny", epochs=1, batch_size=8, max_train_samples=16, max_eval_samples=8,
