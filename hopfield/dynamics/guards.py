@@ -8,6 +8,7 @@ signature declares. See ``docs/concepts/fast_layers.md#convergence-and-divergenc
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 
@@ -56,6 +57,7 @@ def check_solver_call(name: str, f, z0, max_iter, tol, stop_mode) -> None:
         raise ValueError(f"{name}: stop_mode must be 'rel' or 'abs', got {stop_mode!r}.")
 
 
+@functools.lru_cache(maxsize=64)
 def solver_option_names(fn: Callable) -> list[str] | None:
     """The keyword options ``fn`` accepts besides ``f``, ``z0``, ``max_iter`` and ``tol``
     (``None`` when it takes ``**kwargs``, i.e. anything)."""
@@ -73,8 +75,9 @@ def solver_option_names(fn: Callable) -> list[str] | None:
 def check_solver_options(solver: str, fn: Callable, options, *,
                          who: str = "solve_fixed_point") -> dict:
     """Return ``options`` as a dict after checking its keys against ``fn``'s signature."""
-    if options is None:
-        return {}
+    if not options:  # nothing to check: the common case costs nothing per solve
+        if options is None or isinstance(options, Mapping):
+            return {}
     if not isinstance(options, Mapping):
         raise TypeError(f"{who}: solver_options must be a dict of keyword options for solver "
                         f"{solver!r} (or None), got {type(options).__name__}.")
