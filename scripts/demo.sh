@@ -17,7 +17,7 @@ done
 $PY examples/derive_imixer.py --out "$OUT/derive_imixer"
 echo "== 2. train a tied iMixer (a true energy) on the bundled Fashion-MNIST subset"
 $PY -m hopfield train --model imixer_tied_tiny --dataset bundled --epochs "${DEMO_EPOCHS:-2}" \
-  --out "$OUT/train" --seed 0
+  --out "$OUT/train" --seed 0 --overwrite  # a rerun keeps the previous run as a backup
 echo "== 3. energy descent of the trained model on test images"
 $PY -m hopfield energy --checkpoint "$OUT/train/last.pt" --dataset bundled --batch-size 64 \
   --n-iter 12 --out "$OUT/energy.png"
