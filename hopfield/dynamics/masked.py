@@ -28,7 +28,7 @@ import torch
 
 from ..core.autodiff import is_batched
 from .guards import check_solver_call
-from .solvers import SolverStats
+from .solvers import SolverStats, anderson_step
 
 __all__ = ["masked_fixed_point", "masked_anderson", "static_solver"]
 
@@ -111,34 +111,13 @@ def masked_anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5,
         if len(hist_x) > memory:
             hist_x.pop(0)
             hist_f.pop(0)
-        new = fz if k == 0 else _anderson_step(hist_x, hist_f, lam, mixing).reshape(shape)
+        new = fz if k == 0 else anderson_step(hist_x, hist_f, lam, mixing).reshape(shape)
         if now is not None:  # converged now: take f(z) and stop there (the eager rule)
             new = torch.where(now, fz, new)
         z = new if done is None else torch.where(done, z, new)
         if now is not None:
             done = now if done is None else done | now
     return z, stats
-
-
-def _anderson_step(hist_x, hist_f, lam, mixing):
-    """One type-II Anderson update from the histories (the eager solver's algebra)."""
-    xs, fs = torch.stack(hist_x, 1), torch.stack(hist_f, 1)  # (b, m, n)
-    b, m = xs.shape[0], xs.shape[1]
-    g = fs - xs
-    gg = g @ g.transpose(1, 2)
-    scale = gg.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None]
-    eye = torch.eye(m, dtype=g.dtype, device=g.device)
-    ones = g.new_ones(b, 1, m)
-    top = torch.cat([g.new_zeros(b, 1, 1), ones], 2)
-    bottom = torch.cat([ones.transpose(1, 2), gg + lam * scale * eye], 2)
-    h = torch.cat([top, bottom], 1)
-    rhs = torch.cat([g.new_ones(b, 1, 1), g.new_zeros(b, m, 1)], 1)
-    wide = torch.promote_types(h.dtype, torch.float32)
-    alpha = torch.linalg.solve(h.to(wide), rhs.to(wide))[:, 1:, 0].to(g.dtype)
-    new = mixing * (alpha[:, None] @ fs)[:, 0]
-    if mixing != 1.0:
-        new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
-    return new
 
 
 _MASKED = {"fixed_point": masked_fixed_point, "anderson": masked_anderson,

@@ -245,28 +245,32 @@ def anderson(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: 
         if k == 0:
             z = fz
             continue
-        xs, fs = torch.stack(hist_x, 1), torch.stack(hist_f, 1)  # (b, m, n)
-        m = xs.shape[1]
-        g = fs - xs
-        gg = g @ g.transpose(1, 2)
-        # ridge relative to the residuals' scale, so it neither dominates near convergence
-        # nor vanishes far from it
-        scale = gg.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None]
-        eye = torch.eye(m, dtype=g.dtype, device=g.device)
-        ones = g.new_ones(b, 1, m)
-        top = torch.cat([g.new_zeros(b, 1, 1), ones], 2)
-        bottom = torch.cat([ones.transpose(1, 2), gg + lam * scale * eye], 2)
-        h = torch.cat([top, bottom], 1)  # (b, m+1, m+1)
-        rhs = g.new_zeros(b, m + 1, 1)
-        rhs[:, 0] = 1.0
-        # the (m+1)x(m+1) system is solved in at least float32 (no half-precision LU)
-        wide = torch.promote_types(h.dtype, torch.float32)
-        alpha = torch.linalg.solve(h.to(wide), rhs.to(wide))[:, 1:, 0].to(g.dtype)  # (b, m)
-        new = mixing * (alpha[:, None] @ fs)[:, 0]
-        if mixing != 1.0:
-            new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
-        z = new.reshape(shape)
+        z = anderson_step(hist_x, hist_f, lam, mixing).reshape(shape)
     return z, _finish(stats, warn, z, z0)
+
+
+def anderson_step(hist_x, hist_f, lam, mixing):
+    """One type-II Anderson update from the histories ``[(b, n)]`` of iterates and map values:
+    the mixing weights solve the residuals' least squares with a ridge relative to their scale
+    (so it neither dominates near convergence nor vanishes far from it), in at least float32
+    (no half-precision LU). Shared by :func:`anderson` and its masked, compile-friendly twin."""
+    xs, fs = torch.stack(hist_x, 1), torch.stack(hist_f, 1)  # (b, m, n)
+    b, m = xs.shape[0], xs.shape[1]
+    g = fs - xs
+    gg = g @ g.transpose(1, 2)
+    scale = gg.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)[:, None, None]
+    eye = torch.eye(m, dtype=g.dtype, device=g.device)
+    ones = g.new_ones(b, 1, m)
+    top = torch.cat([g.new_zeros(b, 1, 1), ones], 2)
+    bottom = torch.cat([ones.transpose(1, 2), gg + lam * scale * eye], 2)
+    h = torch.cat([top, bottom], 1)
+    rhs = torch.cat([g.new_ones(b, 1, 1), g.new_zeros(b, m, 1)], 1)
+    wide = torch.promote_types(h.dtype, torch.float32)
+    alpha = torch.linalg.solve(h.to(wide), rhs.to(wide))[:, 1:, 0].to(g.dtype)
+    new = mixing * (alpha[:, None] @ fs)[:, 0]
+    if mixing != 1.0:
+        new = new + (1 - mixing) * (alpha[:, None] @ xs)[:, 0]
+    return new
 
 
 def broyden(f, z0, *, max_iter: int = 50, tol: float | None = 1e-5, stop_mode: str = "rel",
