@@ -198,6 +198,14 @@ class AssociativeMemory:
         return query, mask
 
 
+def hebbian_weight(xi: torch.Tensor) -> torch.Tensor:
+    r"""Hebb's rule $W = \tfrac1N \sum_\mu \xi_\mu \xi_\mu^\top$ with a zero diagonal (no
+    self-coupling), for patterns ``xi`` of shape ``(K, N)``."""
+    weight = xi.T @ xi / xi.shape[1]
+    weight.fill_diagonal_(0.0)
+    return weight
+
+
 def default_steps(steps: int | None, default: int) -> int:
     return default if steps is None else steps
 

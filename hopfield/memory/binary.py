@@ -35,7 +35,14 @@ from ..core.lagrangians import Lagrangian
 from ..core.neurons import NeuronLayer
 from ..core.synapses import Dense, FunctionSynapse, HopfieldMemory
 from ..core.validate import check_int, check_positive
-from .base import AssociativeMemory, RecallResult, check_degree, check_patterns, default_steps
+from .base import (
+    AssociativeMemory,
+    RecallResult,
+    check_degree,
+    check_patterns,
+    default_steps,
+    hebbian_weight,
+)
 
 __all__ = ["Sign", "BinaryMemory", "classical", "polynomial", "exponential"]
 
@@ -153,8 +160,7 @@ def classical(patterns: torch.Tensor, *, sweeps: int = 10,
     """
     xi = check_patterns("classical", patterns, binary=True, dtype=dtype)
     n = xi.shape[1]
-    weight = xi.T @ xi / n
-    weight.fill_diagonal_(0.0)
+    weight = hebbian_weight(xi)
     synapse = Dense(n, n, bias=False).to(dtype)
     with torch.no_grad():
         synapse.weight.copy_(weight / 2)  # edge (v, v): -<g, (W/2) g> = -1/2 g^T W g

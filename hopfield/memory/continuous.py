@@ -37,7 +37,14 @@ from ..core.synapses import Dense, HopfieldMemory
 from ..core.validate import check_positive
 from ..dynamics.descent import descent_layers
 from ..dynamics.steps import step
-from .base import AssociativeMemory, RecallResult, check_choice, check_patterns, default_steps
+from .base import (
+    AssociativeMemory,
+    RecallResult,
+    check_choice,
+    check_patterns,
+    default_steps,
+    hebbian_weight,
+)
 
 __all__ = ["ContinuousMemory", "tanh", "modern", "hierarchical"]
 
@@ -115,8 +122,7 @@ def tanh(patterns: torch.Tensor, *, beta: float = 8.0, step_size: float | None =
     check_positive("tanh", "step_size", step_size, none_ok=True)
     xi = check_patterns("tanh", patterns, binary=False, dtype=dtype)
     n = xi.shape[1]
-    weight = xi.T @ xi / n
-    weight.fill_diagonal_(0.0)
+    weight = hebbian_weight(xi)
     synapse = Dense(n, n, bias=False).to(dtype)
     with torch.no_grad():
         synapse.weight.copy_(beta * weight / 2)
