@@ -216,11 +216,12 @@ class DerivedBlock(nn.Module):
             gs[n] = gs[src] if same else own.activation(start[src])
         return xs, gs
 
-    def _step_layers(self, plan: Plan, layers, states, start, clamped, repeat, trace):
+    def _step_layers(self, plan: Plan, layers, states, start, clamped, repeat, trace,
+                     full: bool = False):
         xs, gs = self._group_inputs(plan, states, start, clamped)
         like = states[plan.slow[0]]
         solves = [] if trace is not None else None
-        self._settle(plan, gs, xs, like, full=trace is not None, solves=solves)
+        self._settle(plan, gs, xs, like, full=full or trace is not None, solves=solves)
         out, currents = dict(states), {}
         for n in layers:
             cur = self._current(plan.into[n], gs, like)
@@ -258,20 +259,10 @@ class DerivedBlock(nn.Module):
                                  "layer; use run(..., trace=True) for the others.")
             n = plan.slow[0]
             out, xs, gs, cur = self._step_layers(plan, (n,), states, dict(states), clamped, 0,
-                                                 None)
-            self._fill_eliminated(plan, gs, xs, states[n])
+                                                 None, full=True)
             return out[n], xs, gs, cur[n]
         out = self._run_group(plan, dict(states), clamped)
         return out if isinstance(x, Mapping) else out[self.visible]
-
-    def _fill_eliminated(self, plan, gs, xs, like):
-        for comp in plan.components:
-            if comp.implicit:
-                for n in comp.eliminated:
-                    ext = self._current(comp.external[n], gs, like)
-                    c = self._current(comp.internal[n], gs, like)
-                    c = c if ext is None else ext + c
-                    xs[n], gs[n] = c, self._act(n, c)
 
     # ------------------------------------------------------------------ calling the block
     def _check_inputs(self, states, clamped: Mapping) -> dict:
