@@ -11,7 +11,7 @@ docs/concepts/untying.md#probes), so that $\partial E/\partial g_A = x_A - I_A$.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from .lagrangians import Lagrangian
 from .neurons import NeuronLayer
 from .synapses import Synapse
 
-__all__ = ["EnergyGraph"]
+__all__ = ["EnergyGraph", "slot_current"]
 
 _METHODS = ("autograd", "closed_form", "auto")
 
@@ -30,6 +30,21 @@ _METHODS = ("autograd", "closed_form", "auto")
 def _check_name(kind: str, name) -> None:
     if not isinstance(name, str) or not name or "." in name:
         raise WiringError(f"{kind} names must be non-empty strings without '.', got {name!r}.")
+
+
+def slot_current(syn: Synapse, i: int, gs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The current a synapse sends into its slot ``i`` given its slots' activations ``gs``:
+    $-\\partial E_s/\\partial g_i$ when tied (through a fresh alias of ``gs[i]``, so the
+    derivative does not follow paths through activations computed from it), the derivative of
+    the target's half energy at a zero probe when untied (docs/concepts/synapses.md). It keeps
+    the autograd graph to every ``gs`` when grad mode is on."""
+    if not syn.tied:  # the target's half energy, differentiated at a zero probe
+        return -probe_grad(lambda p: syn.half_energy(i, p, *gs).sum(), gs[i], modules=[syn])
+
+    def energy(g):  # g: a fresh alias of the slot's activation
+        return syn.energy(*gs[:i], g, *gs[i + 1:]).sum()
+
+    return -energy_grads(energy, [gs[i]], modules=[syn])[0]
 
 
 class EnergyGraph(nn.Module):
@@ -277,14 +292,7 @@ class EnergyGraph(nn.Module):
         ref = like if like is not None else next(iter(gs.values()))
         loc = [gs[n] if n in gs else ref.new_zeros((ref.shape[0], *self.neurons[n].shape))
                for n in edge]
-        if not syn.tied:  # the target's half energy, differentiated at a zero probe
-            return -probe_grad(lambda p: syn.half_energy(i, p, *loc).sum(), loc[i],
-                               modules=[syn])
-
-        def energy(g):  # g: a fresh alias of the slot's activation (docs/concepts/synapses.md)
-            return syn.energy(*loc[:i], g, *loc[i + 1:]).sum()
-
-        return -energy_grads(energy, [loc[i]], modules=[syn])[0]
+        return slot_current(syn, i, loc)
 
     def _autograd_currents(self, gs, pending, add, targets):
         """Currents of ``pending`` ``[(synapse, slot)]`` by ``torch.func``

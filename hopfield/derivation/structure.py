@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import WiringError
+from ..core.graph import slot_current
 
 __all__ = ["SlotDependence", "probe_synapse"]
 
@@ -40,17 +41,6 @@ class SlotDependence:
 
     def depends(self, target: int, source: int) -> bool:
         return source in self.reads[target]
-
-
-def _slot_current(syn, i: int, gs: list[torch.Tensor]) -> torch.Tensor:
-    """The current into slot ``i`` as the executor computes it, differentiable in every slot."""
-    if syn.tied:
-        (gr,) = torch.autograd.grad(syn.energy(*gs).sum(), gs[i], create_graph=True,
-                                    allow_unused=True)
-        return -gr if gr is not None else torch.zeros_like(gs[i])
-    probe = torch.zeros_like(gs[i], requires_grad=True)
-    (gr,) = torch.autograd.grad(syn.half_energy(i, probe, *gs).sum(), probe, create_graph=True)
-    return -gr
 
 
 def _float64_copy(syn):
@@ -89,7 +79,7 @@ def probe_synapse(name: str, syn, shapes: list[tuple[int, ...]], targets: set[in
         for i in sorted(targets):
             try:
                 with torch.enable_grad():
-                    cur = _slot_current(local, i, gs)
+                    cur = slot_current(local, i, gs)
                     w = torch.randn(cur.shape, generator=gen, dtype=torch.float64)
                     grads = torch.autograd.grad((cur * w).sum(), gs, allow_unused=True)
             except (NotImplementedError, ValueError, RuntimeError) as err:
