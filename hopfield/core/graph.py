@@ -237,12 +237,41 @@ class EnergyGraph(nn.Module):
         if targets is None:
             targets = [n for n in self.neurons if not self.neurons[n].clamped]
         targets = list(targets)
+        out, _, pending = self._closed_forms(gs, syn_names, targets, method)
+        if pending:
+            self._autograd_currents(gs, pending, out)
+        return self._zero_missing(out, gs)
+
+    def currents_and_energies(self, gs, *, method: str = "auto"
+                              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(currents, synapse_energies)`` at activations ``gs``: the currents of
+        :meth:`currents` into every non-clamped layer, and ``{synapse: (batch,)}`` energies.
+
+        A synapse whose closed-form current already holds its energy's costly product returns
+        its energy from that current (:meth:`Synapse.energy_from_current`), so a descent that
+        records energies pays for each product once; other synapses evaluate :meth:`Synapse.energy`.
+        """
+        if method not in _METHODS:
+            raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
+        targets = [n for n in self.neurons if not self.neurons[n].clamped]
+        out, closed, pending = self._closed_forms(gs, list(self.edges), targets, method)
+        if pending:
+            self._autograd_currents(gs, pending, out)
+        energies = {}
+        for s, edge in self.edges.items():
+            syn, loc = self.synapses[s], [gs[n] for n in edge]
+            e = None
+            for i in range(len(edge)):
+                if (s, i) in closed and e is None:
+                    e = syn.energy_from_current(i, closed[s, i], *loc)
+            energies[s] = syn.energy(*loc) if e is None else e
+        return self._zero_missing(out, gs), energies
+
+    def _closed_forms(self, gs, syn_names, targets, method):
+        """Closed-form currents into ``targets``: ``(summed per layer, {(synapse, slot): current},
+        [(synapse, slot) left for autograd])``."""
         out: dict[str, torch.Tensor | None] = dict.fromkeys(targets)
-
-        def add(n, c):
-            out[n] = c if out[n] is None else out[n] + c
-
-        pending = []  # (synapse, slot) pairs that need autograd
+        closed, pending = {}, []
         for s in syn_names:
             syn, edge = self.synapses[s], self.edges[s]
             for i, n in enumerate(edge):
@@ -257,10 +286,13 @@ class EnergyGraph(nn.Module):
                 if c is None:
                     pending.append((s, i))
                 else:
-                    add(n, c)
-        if pending:
-            self._autograd_currents(gs, pending, add, out)
-        for n in targets:
+                    closed[s, i] = c
+                    out[n] = c if out[n] is None else out[n] + c
+        return out, closed, pending
+
+    @staticmethod
+    def _zero_missing(out, gs):
+        for n in out:
             if out[n] is None:  # no synapse touches this layer: zero current
                 out[n] = torch.zeros_like(gs[n])
         return out
@@ -294,9 +326,14 @@ class EnergyGraph(nn.Module):
                for n in edge]
         return slot_current(syn, i, loc)
 
-    def _autograd_currents(self, gs, pending, add, targets):
+    def _autograd_currents(self, gs, pending, out):
         """Currents of ``pending`` ``[(synapse, slot)]`` by ``torch.func``
         (docs/concepts/synapses.md#currents-under-torch-func)."""
+        targets = out
+
+        def add(n, c):
+            out[n] = c if out[n] is None else out[n] + c
+
         tied = [(s, i) for s, i in pending if self.synapses[s].tied]
         untied = [(s, i) for s, i in pending if not self.synapses[s].tied]
         if tied:

@@ -60,6 +60,17 @@ class Synapse(nn.Module):
         """Closed-form current into slot ``target``, or ``None`` (use autograd)."""
         return None
 
+    def energy_from_current(self, target: int, current: torch.Tensor,
+                            *gs: torch.Tensor) -> torch.Tensor | None:
+        """This synapse's energy, given its own closed-form current into slot ``target`` (what
+        :meth:`current` returned for these ``gs``), or ``None`` when that current does not help.
+
+        A bilinear synapse overrides it to reuse the product the current already paid for
+        (:math:`E = -\\langle g_B, I_B\\rangle + \\ldots`), so recording energies during a
+        descent costs no second matrix product. Tests pin every override to :meth:`energy`.
+        """
+        return None
+
     def affine_slots(self) -> frozenset[int] | None:
         """The slots in which this synapse's energy (each half energy, when untied) is affine, so
         that the current into such a slot never reads that slot's own activation; ``None`` when
@@ -129,6 +140,19 @@ class Dense(Synapse):
         e = -_dot(g_b, self.forward_current(g_a))
         if self.bias_back is not None:
             e = e - _dot(g_a, self.bias_back.reshape(self._bshape(g_a)))
+        return e
+
+    def energy_from_current(self, target, current, g_a, g_b):
+        if target == 1:  # current = W g_A + b
+            e = -_dot(g_b, current)
+            if self.bias_back is not None:
+                e = e - _dot(g_a, self.bias_back.reshape(self._bshape(g_a)))
+            return e
+        if self.weight_back is not None:  # untied: the current into A is not part of E
+            return None
+        e = -_dot(g_a, current)  # current = W^T g_B + c
+        if self.bias is not None:
+            e = e - _dot(g_b, self.bias.reshape(self._bshape(g_b)))
         return e
 
     def _bshape(self, g):
@@ -204,6 +228,16 @@ class Conv(Synapse):
 
     def energy(self, g_a, g_b):
         return -_dot(g_b, self.forward_current(g_a))
+
+    def energy_from_current(self, target, current, g_a, g_b):
+        if target == 1:  # current = conv(g_A) + b
+            return -_dot(g_b, current)
+        if self.weight_back is not None:  # untied: the current into A is not part of E
+            return None
+        e = -_dot(g_a, current)  # current = conv^T(g_B): <g_A, conv^T g_B> = <conv g_A, g_B>
+        if self.bias is not None:
+            e = e - (g_b.sum((-2, -1)) * self.bias).sum(-1)
+        return e
 
     def half_energy(self, target, probe, g_a, g_b):
         if target == 1:
