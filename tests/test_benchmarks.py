@@ -141,3 +141,36 @@ def test_compile_training_quick_run_writes_ratio_and_warmup(tmp_path):
     assert record["machine"]["cpu_count"] and record["machine"]["torch"]
     assert str(tmp_path) not in record["command"]  # no path of this machine in the results
     assert "| mixer_tiny |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_gpu_session_script_dry_run_prints_every_device_command():
+    """``benchmarks/gpu_session.sh`` (the lent GPU machine's one script), with DRY_RUN=1: both
+    phases print the commands they would run and exit 0; without CUDA the real ``checks`` stops
+    at once with a clear message."""
+    import os
+
+    import torch
+
+    script = str(ROOT / "benchmarks" / "gpu_session.sh")
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "HOPFIELD_DATA_DIR")}
+
+    def session(*args, dry=True):
+        return subprocess.run(["bash", script, *args], capture_output=True, text=True,
+                              timeout=120, env=dict(env, DRY_RUN="1" if dry else "0"))
+
+    checks = session("checks")
+    assert checks.returncode == 0, checks.stderr
+    assert "pytest -m gpu" in checks.stdout
+    assert "benchmarks/descent.py --device cuda --repeats 5" in checks.stdout
+    assert "benchmarks/throughput.py --device cuda" in checks.stdout
+    train = session("train", "540")
+    assert train.returncode == 0, train.stderr
+    (study,) = [line for line in train.stdout.splitlines() if "benchmarks/gpu_study.py" in line]
+    assert "--deadline 540" in study and "--models mixer_tiny imixer_tiny" in study
+    assert "--seeds 0 1 2" in study and "--epochs 60" in study
+    assert "--random-erasing 0.25" in study and "--name fashion_mnist_gpu_60ep" in study
+    assert session("train", "soon").returncode == 2  # a deadline must be a number
+    assert session("nonsense").returncode == 2
+    if not torch.cuda.is_available():
+        real = session("checks", dry=False)
+        assert real.returncode == 2 and "no CUDA device" in real.stderr
