@@ -78,6 +78,22 @@ def _sampled_convexity(self) -> bool | None:
     return None if check is None else check.convex
 
 
+def elementwise(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` for an elementwise ``fn``, computed in ``x``'s memory order.
+
+    A token-mixing current is a transposed view (``(batch, tokens, dim)`` over memory laid out
+    as ``(batch, dim, tokens)``), and GELU and its backward run about twice as slow on such a
+    view as on dense memory (a (32, 128, 196) float32 tensor on a 2-core CPU: 442 vs 237 µs).
+    Applying ``fn`` to the dense transpose and transposing back gives the same values with the
+    same strides, at the dense speed.
+    """
+    if x.dim() >= 2 and not x.is_contiguous():
+        t = x.transpose(-1, -2)
+        if t.is_contiguous():
+            return fn(t).transpose(-1, -2)
+    return fn(x)
+
+
 class Lagrangian(nn.Module):
     """Abstract base: subclasses implement ``forward`` (value per sample) and ``activation``.
 
@@ -274,7 +290,7 @@ class GELU(Lagrangian):
         return _per_sample_sum(0.5 * (x * x - 1.0) * cdf + 0.5 * x * pdf)
 
     def activation(self, x):
-        return F.gelu(x)
+        return elementwise(F.gelu, x)
 
 
 class Softmax(Lagrangian):

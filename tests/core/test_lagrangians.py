@@ -234,3 +234,15 @@ def test_check_convexity_errors_and_leaves_the_lagrangian_alone():
         L.check_convexity(lag, (2, 4), samples=0)
     with pytest.raises(ValueError, match="shape must be positive ints"):
         L.check_convexity(lag, (0, 4))
+
+
+def test_elementwise_runs_in_memory_order_with_the_same_values_strides_and_gradients():
+    from hopfield.core.lagrangians import elementwise
+
+    base = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    for x in (base, base.transpose(1, 2), base.permute(2, 0, 1), base[:, ::2]):
+        got, want = elementwise(torch.nn.functional.gelu, x), torch.nn.functional.gelu(x)
+        assert torch.equal(got, want) and got.stride() == want.stride()
+        (g1,) = torch.autograd.grad(got.square().sum(), base)
+        (g2,) = torch.autograd.grad(want.square().sum(), base)
+        assert torch.equal(g1, g2)
