@@ -19,6 +19,10 @@
 #       AdamW) of every *_tiny preset through torch.compile against eager, on the CPU (batch 128
 #       of the bundled Fashion-MNIST subset), and reports the compiled/eager step-time ratio and
 #       the compile warm-up; it is a CPU benchmark and stays one here.
+#   bash benchmarks/gpu_session.sh cpu-descent
+#       The CPU descent benchmark on the host's 16 cores (threads 2 and 16, each in its own pinned
+#       process; ~150-300 s): whether the compiled descent still loses at 16 threads (it was 8.9x
+#       slower than HAMUX's step there, docs/results.md). Optional, after the others.
 #   bash benchmarks/gpu_session.sh train [DEADLINE_S] [DATA_DIR]
 #       The 60-epoch Fashion-MNIST recipe that reached 93.02 % on one CPU seed
 #       (benchmarks/results/fashion_mnist_cpu_re.md: --epochs 60 --batch-size 256 --lr 2e-3
@@ -63,13 +67,14 @@ cd "$(dirname "$0")/.."
 
 usage() {
   echo "usage: bash benchmarks/gpu_session.sh checks" >&2
+  echo "       bash benchmarks/gpu_session.sh cpu-descent" >&2
   echo "       bash benchmarks/gpu_session.sh train [DEADLINE_S=540] [DATA_DIR]" >&2
   exit 2
 }
 
 PHASE=${1:-}
 case "$PHASE" in
-  checks) [ $# -le 1 ] || usage ;;
+  checks | cpu-descent) [ $# -le 1 ] || usage ;;
   train) [ $# -le 3 ] || usage ;;
   *) usage ;;
 esac
@@ -188,6 +193,17 @@ checks() {
   echo "=== summary"
   printf '%s\n' "${STATUS[@]}"
   return "$tests_rc"
+}
+
+# the earlier 8.9x of the compiled descent with 16 threads on this host: each thread count in its
+# own pinned process (hopfield alone when hamux is not installed)
+cpu-descent() {
+  ensure_python
+  step "descent benchmark (CPU, 2 and 16 threads)" "${T_CPU_DESCENT:-300}" \
+    "$PYTHON" benchmarks/descent.py --device cpu --threads 2,16 --chunks 1,2 --repeats 5 \
+    --name descent_gpuhost_pinned || true
+  bring_back
+  printf '%s\n' "${STATUS[@]}"
 }
 
 train() {

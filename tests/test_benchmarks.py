@@ -169,6 +169,9 @@ def test_gpu_session_script_dry_run_prints_every_device_command():
     assert "--deadline 540" in study and "--models mixer_tiny imixer_tiny" in study
     assert "--seeds 0 1 2" in study and "--epochs 60" in study
     assert "--random-erasing 0.25" in study and "--name fashion_mnist_gpu_60ep" in study
+    cpu = session("cpu-descent")
+    assert cpu.returncode == 0, cpu.stderr
+    assert "benchmarks/descent.py --device cpu --threads 2,16" in cpu.stdout
     assert session("train", "soon").returncode == 2  # a deadline must be a number
     assert session("nonsense").returncode == 2
     if not torch.cuda.is_available():
