@@ -26,3 +26,21 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def f64():
+    """Run the test with float64 as the default dtype."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="session")
+def needs_compile():
+    """Skip, saying why, where ``torch.compile`` cannot compile (no C compiler, say)."""
+    try:
+        torch.compile(lambda t: torch.relu(t) * 2.0, fullgraph=True)(torch.randn(3))
+    except Exception as err:  # noqa: BLE001
+        pytest.skip(f"torch.compile does not work here: {type(err).__name__}: {err}"[:200])

@@ -30,14 +30,6 @@ from hopfield.cli_energy import load_model
 TOL = 1e-10  # float64 round-off allowance, relative to max(|E|, 1)
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _assert_never_increases(rec, block=None, group=None):
     assert rec.max_increase(block, group) <= TOL, rec.max_increase(block, group)
 
@@ -302,20 +294,8 @@ def test_descend_compiled_eager_path_equals_descend(f64):
         hf.dynamics.descend_compiled(graph, xs, steps=1, options={"no_such_option": 1})
 
 
-def _compile_works() -> str | None:
-    try:
-        f = torch.compile(lambda t: torch.relu(t) * 2.0, fullgraph=True)
-        f(torch.randn(3))
-        return None
-    except Exception as err:  # noqa: BLE001
-        return f"torch.compile does not work here: {type(err).__name__}: {err}"[:200]
-
-
 @pytest.mark.slow
-def test_descend_compiled_matches_eager(f64):
-    reason = _compile_works()
-    if reason:
-        pytest.skip(reason)
+def test_descend_compiled_matches_eager(f64, needs_compile):
     torch.manual_seed(0)
     graph = _bench_like_graph()
     xs = graph.init_states(4, std=1.0)
@@ -328,10 +308,7 @@ def test_descend_compiled_matches_eager(f64):
 
 
 @pytest.mark.slow
-def test_descend_compiled_falls_back_with_warning(f64):
-    reason = _compile_works()
-    if reason:
-        pytest.skip(reason)
+def test_descend_compiled_falls_back_with_warning(f64, needs_compile):
     # a synapse whose energy reads a tensor back into Python cannot be captured in one graph
     graph = hf.EnergyGraph(
         neurons={"a": hf.NeuronLayer(3, L.Identity()), "b": hf.NeuronLayer(2, L.Tanh())},

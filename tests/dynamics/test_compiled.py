@@ -24,14 +24,6 @@ from hopfield import synapses as S
 from hopfield.dynamics.chunk import make_descent_chunk
 
 
-@pytest.fixture
-def f64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _assert_same(graph, xs, *, steps, step_size, rule, tol, chunk, compile=False):
     a, sa = hf.dynamics.descend(graph, xs, steps=steps, step_size=step_size, rule=rule, tol=tol)
     b, sb = hf.dynamics.descend_compiled(graph, xs, steps=steps, step_size=step_size, rule=rule,
@@ -166,18 +158,7 @@ def test_bad_chunk_and_tol_are_refused():
 
 
 # ---------------------------------------------------------------------- compiled
-def _compile_works() -> str | None:
-    try:
-        torch.compile(lambda t: torch.relu(t) * 2.0, fullgraph=True)(torch.randn(3))
-        return None
-    except Exception as err:  # noqa: BLE001
-        return f"torch.compile does not work here: {type(err).__name__}: {err}"[:200]
-
-
-def test_compiled_chunks_equal_descend_with_stats_and_tolerance(f64):
-    reason = _compile_works()
-    if reason:
-        pytest.skip(reason)
+def test_compiled_chunks_equal_descend_with_stats_and_tolerance(f64, needs_compile):
     graph = _small_graph()
     xs = graph.init_states(3, std=1.0)
     _, ref = hf.dynamics.descend(graph, xs, steps=6, step_size=0.5)
@@ -194,10 +175,7 @@ def test_compiled_chunks_equal_descend_with_stats_and_tolerance(f64):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # no recompiles
 
 
-def test_compiled_descent_under_grad_compiles_each_chunk_once(f64):
-    reason = _compile_works()
-    if reason:
-        pytest.skip(reason)
+def test_compiled_descent_under_grad_compiles_each_chunk_once(f64, needs_compile):
     graph = _small_graph()
     xs = graph.init_states(2, std=1.0)
     torch._dynamo.utils.counters.clear()
