@@ -175,11 +175,16 @@ class DerivedBlock(nn.Module):
                                  backward_max_iter=plan.backward_max_iter,
                                  solver_options=dict(plan.solver_options))
 
-    def _settle(self, plan: Plan, gs: dict, xs: dict, like, full: bool, solves: list | None):
-        """Settle every fast component of ``plan`` in dependency order."""
+    def _settle(self, plan: Plan, gs: dict, xs: dict, like, full: bool, solves: list | None,
+                until: Component | None = None):
+        """Settle every fast component of ``plan`` in dependency order; with ``until``, stop at
+        that component (its inputs settled, its start in ``xs``) and return its external
+        currents."""
         implicit_index = 0
         for ci, comp in enumerate(plan.components):
             ext = self._init_component(comp, gs, xs, like)
+            if comp is until:
+                return ext
             if not comp.implicit:
                 continue
             record = [] if solves is not None else None
@@ -392,16 +397,8 @@ class DerivedBlock(nn.Module):
                                     tuple(states), dict(clamped))
         xs, gs = self._group_inputs(plan, states, states, clamped)
         like = states[plan.slow[0]]
-        for comp in plan.components:  # the components it reads settle first
-            if comp is target:
-                break
-            ext = self._init_component(comp, gs, xs, like)
-            if comp.implicit:
-                fmap, z0, unpack, _ = self._component_map(comp, gs, xs, ext, like)
-                z, _ = self._solve(fmap, z0, plan)
-                for n, zn in unpack(z).items():
-                    xs[n], gs[n] = zn, self._act(n, zn)
-        ext = self._init_component(target, gs, xs, like)
+        # the components it reads settle first
+        ext = self._settle(plan, gs, xs, like, full=False, solves=None, until=target)
         return plan, target, self._component_map(target, gs, xs, ext, like)
 
     def solve_implicit(self, x, group: int = 0, component: int = 0, **clamped):

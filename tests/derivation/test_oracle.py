@@ -234,3 +234,47 @@ def test_a_declaration_that_disagrees_with_the_measurement_is_an_error():
 
 def test_math_is_finite():  # the oracle's tolerance is meaningful in float64
     assert math.isfinite(TOL) and TOL < 1e-12
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_implicit_component_solves_its_inverse_form(data):
+    """``solve_implicit`` / ``residual_map`` for each implicit component of each group: the
+    components it reads settle first, and the residual map at the solution returns its input."""
+    graph, slow, clamped = vector_graph(data, width=3)
+    blk = hf.derive(graph, slow, solver="fixed_point", max_iter=2000, tol=TOL)
+    gen = torch.Generator().manual_seed(0)
+    states = [torch.randn(2, *graph.neurons[n].shape, generator=gen, dtype=D) for n in slow]
+    inputs = {n: torch.randn(2, *graph.neurons[n].shape, generator=gen, dtype=D) for n in clamped}
+    x = states[0] if len(states) == 1 else states
+    for g, plan in enumerate(blk.plans):
+        for c in range(sum(comp.implicit for comp in plan.components)):
+            with torch.no_grad():
+                z, y, stats = blk.solve_implicit(x, group=g, component=c, **inputs)
+                assert stats.converged
+                torch.testing.assert_close(blk.residual_map(z, x, group=g, component=c,
+                                                            **inputs), y, atol=1e-9, rtol=1e-9)
+
+
+def test_a_later_implicit_component_solves_after_the_earlier_ones():
+    """x - h0 (lateral loop) and x - h2 (lateral loop): two implicit components (tied couplings
+    make connected fast layers one component, so separate ones hang off slow layers); the
+    second one's solution is the block's settled h2, its residual map returns its input."""
+    torch.manual_seed(0)
+    neurons = {"x": hf.NeuronLayer(3, L.Tanh()),
+               **{h: hf.NeuronLayer(3, L.Tanh(), tau=0) for h in ("h0", "h2")}}
+    synapses = {k: _scaled(S.Dense(3, 3), 0.3) for k in ("A", "C", "L0", "L2")}
+    edges = {"A": ("x", "h0"), "C": ("x", "h2"), "L0": ("h0", "h0"), "L2": ("h2", "h2")}
+    graph = hf.EnergyGraph(neurons, synapses, edges).double()
+    blk = hf.derive(graph, "x", solver="fixed_point", max_iter=2000, tol=TOL)
+    comps = blk.plans[0].components
+    assert [c.implicit for c in comps] == [True, True]
+    x = torch.randn(2, 3, dtype=D)
+    with torch.no_grad():
+        _, trace = blk.run(x, trace=True)
+        for c in (0, 1):
+            z, y, stats = blk.solve_implicit(x, component=c)
+            torch.testing.assert_close(blk.residual_map(z, x, component=c), y, atol=1e-10,
+                                       rtol=0)
+            (layer,) = comps[c].state
+            torch.testing.assert_close(z, trace.steps[0].xs[layer], atol=1e-10, rtol=0)
