@@ -116,7 +116,7 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
         log(cur)
         if tol is not None:
             gn = stats.grad_norm[-1] if record else _grad_norm(xs, cur, movable + fast)
-            if float(gn.max()) < tol:
+            if float(gn.detach().max()) < tol:
                 stats.converged = True
                 break
     return xs, stats

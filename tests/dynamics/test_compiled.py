@@ -24,10 +24,11 @@ from hopfield import synapses as S
 from hopfield.dynamics.chunk import make_descent_chunk
 
 
-def _assert_same(graph, xs, *, steps, step_size, rule, tol, chunk, compile=False):
-    a, sa = hf.dynamics.descend(graph, xs, steps=steps, step_size=step_size, rule=rule, tol=tol)
+def _assert_same(graph, xs, *, steps, step_size, rule, tol, chunk, compile=False, record=True):
+    a, sa = hf.dynamics.descend(graph, xs, steps=steps, step_size=step_size, rule=rule, tol=tol,
+                                record=record)
     b, sb = hf.dynamics.descend_compiled(graph, xs, steps=steps, step_size=step_size, rule=rule,
-                                         tol=tol, chunk=chunk, compile=compile)
+                                         tol=tol, chunk=chunk, compile=compile, record=record)
     assert (sb.steps, sb.converged) == (sa.steps, sa.converged)
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-12, atol=1e-12, msg=f"layer {n}")
@@ -45,8 +46,10 @@ def _assert_same(graph, xs, *, steps, step_size, rule, tol, chunk, compile=False
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), steps=st.integers(0, 11), chunk=st.integers(1, 5),
-       rule=st.sampled_from(["leaky", "residual"]), stop=st.sampled_from([None, "mid", "never"]))
-def test_chunked_descent_equals_descend_on_random_declarations(data, steps, chunk, rule, stop):
+       rule=st.sampled_from(["leaky", "residual"]), stop=st.sampled_from([None, "mid", "never"]),
+       record=st.booleans())
+def test_chunked_descent_equals_descend_on_random_declarations(data, steps, chunk, rule, stop,
+                                                               record):
     graph, _, _ = vector_graph(data, width=3)
     step_size = 0.1 if rule == "leaky" else 0.05
     xs = graph.init_states(3, std=1.0, generator=torch.Generator().manual_seed(steps),
@@ -58,7 +61,7 @@ def test_chunked_descent_equals_descend_on_random_declarations(data, steps, chun
         k = data.draw(st.integers(0, max(len(norms) - 1, 0)), label="stop step")
         tol = norms[k] * 1.000001 if stop == "mid" and norms else 1e-300
     sa = _assert_same(graph, xs, steps=steps, step_size=step_size, rule=rule, tol=tol,
-                      chunk=chunk)
+                      chunk=chunk, record=record)
     if stop == "never":
         assert not sa.converged
 
