@@ -126,13 +126,17 @@ class EnergyGraph(nn.Module):
             if neurons[src].shape != layer.shape:
                 raise WiringError(f"neuron {name!r}: a copy must have the shape of {src!r}, "
                                   f"expected {neurons[src].shape}, got {layer.shape}.")
+        # plain lookups for the per-call paths (a declaration is fixed once built): a module's
+        # submodules are otherwise found through nn.Module.__getattr__ on every access
+        self._lagrangians = {n: (layer.lagrangian if layer.copy_of is None
+                                 else neurons[layer.copy_of].lagrangian)
+                             for n, layer in neurons.items()}
+        self._slots = {s: (edge, synapses[s]) for s, edge in self.edges.items()}
 
     # ------------------------------------------------------------------ helpers
     def lagrangian_of(self, name: str) -> Lagrangian:
-        layer = self.neurons[name]
-        if layer.lagrangian is None:
-            return self.neurons[layer.copy_of].lagrangian
-        return layer.lagrangian
+        """The Lagrangian of layer ``name`` (a memory copy's is its source's)."""
+        return self._lagrangians[name]
 
     def init_states(self, batch_size: int, *, std: float = 0.0, device=None, dtype=None,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -310,7 +314,7 @@ class EnergyGraph(nn.Module):
         """
         out = None
         for s, i in pairs:
-            edge, syn = self.edges[s], self.synapses[s]
+            edge, syn = self._slots[s]
             c = None
             if method == "auto":
                 c = syn.current(i, *(gs.get(n) for n in edge))

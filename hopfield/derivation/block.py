@@ -52,6 +52,9 @@ class DerivedBlock(nn.Module):
                  repeats: int, currents: str, spectral_schedule: str = "forward"):
         super().__init__()
         self.graph = graph
+        # the same graph as a plain attribute for the per-call paths (a registered submodule is
+        # found through nn.Module.__getattr__ on every access); not a second registration
+        self.__dict__["_graph"] = graph
         self.slow = tuple(slow)
         self.plans = tuple(plans)
         self.repeats = repeats
@@ -74,10 +77,10 @@ class DerivedBlock(nn.Module):
 
     # ------------------------------------------------------------------ evaluation helpers
     def _current(self, pairs, gs, like):
-        return self.graph.slot_currents(pairs, gs, method=self.currents_method, like=like)
+        return self._graph.slot_currents(pairs, gs, method=self.currents_method, like=like)
 
     def _act(self, name, x):
-        return self.graph.lagrangian_of(name).activation(x)
+        return self._graph.lagrangian_of(name).activation(x)
 
     def _init_component(self, comp: Component, gs: dict, xs: dict, like):
         """Currents from outside the component, and the starting states (ascending distance):
@@ -209,7 +212,7 @@ class DerivedBlock(nn.Module):
         xs, gs = {}, {}
         for n in plan.slow:
             xs[n] = states[n]
-            gs[n] = (lag or self.graph.lagrangian_of(n)).activation(states[n])
+            gs[n] = (lag or self._graph.lagrangian_of(n)).activation(states[n])
         for n in plan.clamped:
             xs[n] = clamped[n]
             gs[n] = self._act(n, clamped[n])
@@ -236,7 +239,7 @@ class DerivedBlock(nn.Module):
                 keep = 1.0 - self.drop_path  # stochastic depth
                 mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
             out[n] = step(x, cur, rule=plan.step, step_size=plan.step_size,
-                          tau=self.graph.neurons[n].tau, drop_mask=mask, keep_prob=keep)
+                          tau=self._graph.neurons[n].tau, drop_mask=mask, keep_prob=keep)
             currents[n] = cur
         if trace is not None:
             trace.steps.append(StepTrace(

@@ -257,3 +257,26 @@ def test_backward_tolerance_and_budget_are_settable_through_derive():
     assert back.iterations <= 2
     with pytest.raises(ValueError, match="backward_tol must be a positive finite number"):
         hf.derive(blk.graph, "x", backward_tol=float("inf"))
+
+
+def test_plain_lookups_follow_the_registered_modules_through_copies():
+    """The executor's plain references (graph, Lagrangians, synapses) are the registered modules,
+    also after deepcopy and a pickle round trip, and add nothing to the state dict."""
+    import copy
+    import io
+
+    block = hf.blocks.imixer_block(4, 6, max_iter=2)
+    keys = list(block.state_dict())
+    buf = io.BytesIO()
+    torch.save(block, buf)
+    buf.seek(0)
+    for blk in (block, copy.deepcopy(block), torch.load(buf, weights_only=False)):
+        g = blk.graph
+        assert blk._graph is g and list(blk.state_dict()) == keys
+        for n, layer in g.neurons.items():
+            src = layer if layer.copy_of is None else g.neurons[layer.copy_of]
+            assert g.lagrangian_of(n) is src.lagrangian
+        for s, (edge, syn) in g._slots.items():
+            assert syn is g.synapses[s] and edge == g.edges[s]
+    x = torch.randn(2, 4, 6)
+    torch.testing.assert_close(copy.deepcopy(block).eval()(x), block.eval()(x))
