@@ -183,7 +183,17 @@ def write(args, argv, rows, info) -> None:
               "rows": rows}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.results / f"{args.name}.md").write_text(render_md(record))
+    (args.results / f"{args.name}.md").write_text(render_md(record) + "\n"
+                                                  + "\n".join(result_lines(record)) + "\n")
+
+
+def result_lines(record: dict) -> list[str]:
+    """The ``RESULT`` lines of a ``compile_training.json`` record (printed and written)."""
+    out = []
+    for r in record["rows"]:
+        out.append(f"RESULT compile_step_ratio_{r['family']} {r['ratio_median']:.3f}")
+        out.append(f"RESULT compile_warmup_s_{r['family']} {r['warmup_s']:.1f}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -234,9 +244,7 @@ def run(args, argv) -> int:
               f"{r['warmup_s']:.1f} s  graphs {r['graphs']}  breaks {r['graph_breaks']}",
               flush=True)
         write(args, argv, rows, machine())  # a partial table survives an interrupted run
-    for r in rows:
-        print(f"RESULT compile_step_ratio_{r['family']} {r['ratio_median']:.3f}")
-        print(f"RESULT compile_warmup_s_{r['family']} {r['warmup_s']:.1f}")
+    print("\n".join(result_lines({"rows": rows})))
     for r in rows:
         if r["model"] in GOAL_MODELS and not args.quick:
             met = "met" if r["ratio_median"] <= GOAL else "not met"

@@ -211,21 +211,29 @@ def main(argv=None):
             f"{r['size'].split()[0]} {r['grad']} k={r['k']}: {r['cuda_peak_MiB']:.1f}"
             for r in memory)]
     lines += ["", f"Implicit k=16 / k=1: **{mem_ratio:.3f}** (target ≤ 1.1)."]
+    lines += [""] + result_lines(result)
     (out / "solvers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def result_lines(result: dict) -> list[str]:
+    """The ``RESULT`` lines of a ``solvers.json`` record (printed and written to solvers.md)."""
+    evals = result["evals"]
+    regimes = list(dict.fromkeys(r["regime"] for r in evals))
+    out = []
     for regime in regimes:
         rs = [r["ratio"] for r in evals if r["regime"] == regime]
-        print(f"RESULT anderson_eval_ratio_{regime} {statistics.median(rs):.4f}")
-    print(f"RESULT anderson_eval_ratio {eval_ratio:.4f}")
+        out.append(f"RESULT anderson_eval_ratio_{regime} {statistics.median(rs):.4f}")
+    out.append(f"RESULT anderson_eval_ratio {result['anderson_eval_ratio_median']:.4f}")
     for regime in regimes:
         rs = [r["safeguarded_ratio"] for r in evals if r["regime"] == regime]
-        print(f"RESULT safeguarded_eval_ratio_{regime} {statistics.median(rs):.4f}")
+        out.append(f"RESULT safeguarded_eval_ratio_{regime} {statistics.median(rs):.4f}")
     if "trained" in regimes:
         extra = statistics.median([r["safeguarded_extra"] for r in evals
                                    if r["regime"] == "trained"])
-        print(f"RESULT anderson_extra_evals_trained {extra:g}")
-    print(f"RESULT implicit_memory_ratio_k16_k1 {mem_ratio:.4f}")
-
+        out.append(f"RESULT anderson_extra_evals_trained {extra:g}")
+    out.append(f"RESULT implicit_memory_ratio_k16_k1 {result['implicit_memory_ratio_k16_k1']:.4f}")
+    return out
 
 if __name__ == "__main__":
     main()
