@@ -68,13 +68,17 @@ def build_graph():
 
 
 # ---------------------------------------------------------------------- HAMUX side
-def hamux_setup(graph, xs_np, alpha, steps):
+def hamux_setup(graph, xs_np, alpha, steps, device="cpu"):
     """The same energy in HAMUX: ``(run_steps, run_fused, to_np, xs0, versions)``; ImportError
-    without HAMUX."""
+    without HAMUX, or when JAX has no device of the kind torch runs on (no CPU-vs-GPU ratios)."""
     import equinox as eqx
     import hamux as hmx
     import jax
     import jax.numpy as jnp
+
+    platform_ = jax.devices()[0].platform
+    if (device == "cuda") != (platform_ == "gpu"):
+        raise ImportError(f"JAX runs on {platform_!r} here, torch on {device!r}")
 
     # same arithmetic as torch's float32 matmuls (no TF32 on GPUs)
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -215,13 +219,15 @@ def worker(args) -> dict:
     diffs[f"eager_vs_{stats_key}_{steps}steps"] = _maxdiff(en, _np(compiled(steps, DEFAULT_CHUNK,
                                                                              True)))
     try:
-        run_steps, run_fused, to_np, xh0, versions = hamux_setup(graph, _np(xs), alpha, steps)
+        run_steps, run_fused, to_np, xh0, versions = hamux_setup(graph, _np(xs), alpha, steps,
+                                                                  args.device)
         rec["hamux"] = versions
     except ImportError as err:
         run_steps = None
         rec["hamux"] = None
-        rec["hamux_missing"] = (f"HAMUX is not installed ({err}); install it with "
-                                f"`pip install hamux==0.2.2 fastcore jax` to compare.")
+        rec["hamux_missing"] = (f"HAMUX not compared ({err}); it needs `pip install "
+                                f"hamux==0.2.2 fastcore jax` (with a CUDA jaxlib for --device "
+                                f"cuda).")
         print("HAMUX MISSING:", rec["hamux_missing"])
     if run_steps is not None:
         diffs["hamux_vs_eager_1step"] = _maxdiff(to_np(run_steps(xh0, 1)), e1)
@@ -338,7 +344,12 @@ def _headline(results) -> dict:
 
 def _markdown(res, argv):
     m = res["machine"]
-    cmd = "python benchmarks/descent.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--out-dir" in args:  # a folder of this machine: not part of the record
+        i = args.index("--out-dir")
+        del args[i:i + 2]
+    cmd = "python benchmarks/descent.py " + " ".join(a for a in args
+                                                     if not a.startswith("--out-dir="))
     lines = [f"# Energy descent: time per step ({res['device']})", "",
              f"Command: `{cmd.strip()}`  ",
              f"Machine: nproc={m['nproc']}, {m['processor']}, {m['platform']}, torch "

@@ -8,7 +8,7 @@
 #          carried `.whl/` folder, offline, only when one is missing) and that torch sees a CUDA
 #          device; stops at once with "error: no CUDA device" otherwise;
 #       2. every GPU test of the project: `pytest -m gpu -q` (tests marked `gpu` across tests/);
-#       3. the energy-descent benchmark: `benchmarks/descent.py --device cuda --repeats 5`
+#       3. the energy-descent benchmark: `benchmarks/descent.py --device cuda --repeats 5 --chunks 1,2`
 #          (a failure is reported and tolerated; HAMUX is timed only where it is installed);
 #       4. the training-throughput benchmark: `benchmarks/throughput.py --device cuda`
 #          (hopfield's training loop against a hand-written PyTorch loop, imixer_tiny, batch 256).
@@ -184,7 +184,7 @@ checks() {
   step "GPU tests (pytest -m gpu)" "${T_PYTEST:-150}" \
     "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider || tests_rc=$?
   step "descent benchmark (cuda)" "${T_DESCENT:-100}" \
-    "$PYTHON" benchmarks/descent.py --device cuda --repeats 5 ||
+    "$PYTHON" benchmarks/descent.py --device cuda --repeats 5 --chunks 1,2 ||
     echo "warning: benchmarks/descent.py failed or timed out (its CLI may have changed); going on" >&2
   step "throughput benchmark (cuda)" "${T_THROUGHPUT:-50}" \
     "$PYTHON" benchmarks/throughput.py --device cuda ||

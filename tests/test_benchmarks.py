@@ -161,7 +161,7 @@ def test_gpu_session_script_dry_run_prints_every_device_command():
     checks = session("checks")
     assert checks.returncode == 0, checks.stderr
     assert "pytest -m gpu" in checks.stdout
-    assert "benchmarks/descent.py --device cuda --repeats 5" in checks.stdout
+    assert "benchmarks/descent.py --device cuda --repeats 5 --chunks 1,2" in checks.stdout
     assert "benchmarks/throughput.py --device cuda" in checks.stdout
     train = session("train", "540")
     assert train.returncode == 0, train.stderr
@@ -177,3 +177,22 @@ def test_gpu_session_script_dry_run_prints_every_device_command():
     if not torch.cuda.is_available():
         real = session("checks", dry=False)
         assert real.returncode == 2 and "no CUDA device" in real.stderr
+
+
+def test_descent_benchmark_quick_run_writes_its_results(tmp_path, needs_compile):
+    """``benchmarks/descent.py``, tiny: one pinned thread, chunks 1 and 2, two steps; the tables
+    and the RESULT lines are written (HAMUX ratios only where HAMUX is installed)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "descent.py"), "--threads", "1", "--chunks",
+           "1", "--steps", "2", "--repeats", "1", "--batch", "4", "--name", "smoke",
+           "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=400)
+    assert "RESULT descent_warmup_s " in proc.stdout
+    assert "RESULT descent_step_ratio_vs_hamux_1t " in proc.stdout
+    record = json.loads((tmp_path / "smoke.json").read_text())
+    run = record["runs"]["1"]
+    assert {"eager", "chunk=1", "chunk=2", "chunk=2 +stats"} <= set(run["ms_per_step_median"])
+    assert run["warmup_s"]["chunk=2 +stats"] > 0 and run["threads"] == 1
+    # the compiled chunks equal the eager descent (float32 round-off over two steps)
+    assert all(v < 1e-3 for k, v in run["equivalence_max_abs_diff"].items() if "chunk" in k)
+    md = (tmp_path / "smoke.md").read_text()
+    assert str(tmp_path) not in md and "| chunk=2 +stats |" in md and "RESULT " in md
