@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from hopfield.derivation.plan import _strongly_connected
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hopfield"
 
@@ -144,43 +146,9 @@ def test_known_upward_imports_still_exist():
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module, or a module importing itself
-    (Tarjan's algorithm, iterative)."""
-    index, low, on_stack, stack, out, counter = {}, {}, set(), [], [], [0]
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter[0]
-        counter[0] += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter[0]
-                    counter[0] += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            else:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
-                if low[node] == index[node]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node:
-                            break
-                    if len(component) > 1 or node in graph[node]:
-                        out.append(sorted(component))
-    return out
+    (the planner's Tarjan, which finds the implicit groups of fast layers the same way)."""
+    return [c for c in _strongly_connected(list(graph), graph)
+            if len(c) > 1 or c[0] in graph[c[0]]]
 
 
 def _module_cycles() -> list[list[str]]:
