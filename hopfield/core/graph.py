@@ -47,6 +47,11 @@ def slot_current(syn: Synapse, i: int, gs: Sequence[torch.Tensor]) -> torch.Tens
     return -energy_grads(energy, [gs[i]], modules=[syn])[0]
 
 
+def _check_method(method: str) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
+
+
 class EnergyGraph(nn.Module):
     """A hierarchical Hopfield energy, validated at construction.
 
@@ -227,8 +232,7 @@ class EnergyGraph(nn.Module):
         synapses' closed forms, which tests pin to autograd; error if one has none) or ``"auto"``
         (closed form where available). The result is differentiable when grad mode is on.
         """
-        if method not in _METHODS:
-            raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
+        _check_method(method)
         if gs is None:
             if xs is None:
                 raise TypeError("currents: pass the states xs (or their activations gs).")
@@ -238,13 +242,7 @@ class EnergyGraph(nn.Module):
         for s in syn_names:
             if s not in self.edges:
                 raise WiringError(f"currents: unknown synapse {s!r}; declared: {sorted(self.edges)}.")
-        if targets is None:
-            targets = [n for n in self.neurons if not self.neurons[n].clamped]
-        targets = list(targets)
-        out, _, pending = self._closed_forms(gs, syn_names, targets, method)
-        if pending:
-            self._autograd_currents(gs, pending, out)
-        return self._zero_missing(out, gs)
+        return self._currents(gs, syn_names, targets, method)[0]
 
     def currents_and_energies(self, gs, *, method: str = "auto"
                               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -255,29 +253,28 @@ class EnergyGraph(nn.Module):
         its energy from that current (:meth:`Synapse.energy_from_current`), so a descent that
         records energies pays for each product once; other synapses evaluate :meth:`Synapse.energy`.
         """
-        if method not in _METHODS:
-            raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
-        targets = [n for n in self.neurons if not self.neurons[n].clamped]
-        out, closed, pending = self._closed_forms(gs, list(self.edges), targets, method)
-        if pending:
-            self._autograd_currents(gs, pending, out)
+        _check_method(method)
+        out, closed = self._currents(gs, list(self.edges), None, method)
         energies = {}
-        for s, edge in self.edges.items():
-            syn, loc = self.synapses[s], [gs[n] for n in edge]
+        for s, (edge, syn) in self._slots.items():
+            loc = [gs[n] for n in edge]
             e = None
             for i in range(len(edge)):
-                if (s, i) in closed and e is None:
+                if e is None and (s, i) in closed:
                     e = syn.energy_from_current(i, closed[s, i], *loc)
             energies[s] = syn.energy(*loc) if e is None else e
-        return self._zero_missing(out, gs), energies
+        return out, energies
 
-    def _closed_forms(self, gs, syn_names, targets, method):
-        """Closed-form currents into ``targets``: ``(summed per layer, {(synapse, slot): current},
-        [(synapse, slot) left for autograd])``."""
+    def _currents(self, gs, syn_names, targets, method):
+        """Currents from ``syn_names`` into ``targets`` (default: every non-clamped layer):
+        ``(summed per layer, {(synapse, slot): closed-form current})``; slots without a closed
+        form (or every slot, for ``method="autograd"``) by autograd, untouched layers zero."""
+        if targets is None:
+            targets = [n for n in self.neurons if not self.neurons[n].clamped]
         out: dict[str, torch.Tensor | None] = dict.fromkeys(targets)
         closed, pending = {}, []
         for s in syn_names:
-            syn, edge = self.synapses[s], self.edges[s]
+            edge, syn = self._slots[s]
             for i, n in enumerate(edge):
                 if n not in out:
                     continue
@@ -292,14 +289,12 @@ class EnergyGraph(nn.Module):
                 else:
                     closed[s, i] = c
                     out[n] = c if out[n] is None else out[n] + c
-        return out, closed, pending
-
-    @staticmethod
-    def _zero_missing(out, gs):
+        if pending:
+            self._autograd_currents(gs, pending, out)
         for n in out:
             if out[n] is None:  # no synapse touches this layer: zero current
                 out[n] = torch.zeros_like(gs[n])
-        return out
+        return out, closed
 
     def slot_currents(self, pairs, gs: Mapping[str, torch.Tensor], *, method: str = "auto",
                       batch: int | None = None, like: torch.Tensor | None = None):
@@ -331,9 +326,8 @@ class EnergyGraph(nn.Module):
         return slot_current(syn, i, loc)
 
     def _autograd_currents(self, gs, pending, out):
-        """Currents of ``pending`` ``[(synapse, slot)]`` by ``torch.func``
-        (docs/concepts/synapses.md#currents-under-torch-func)."""
-        targets = out
+        """Add the currents of ``pending`` ``[(synapse, slot)]`` into ``out`` (keyed by the
+        target layers) by ``torch.func`` (docs/concepts/synapses.md#currents-under-torch-func)."""
 
         def add(n, c):
             out[n] = c if out[n] is None else out[n] + c
@@ -345,7 +339,7 @@ class EnergyGraph(nn.Module):
             pend = set(tied)
             # One gradient call serves all targets unless some slot of these synapses was
             # already answered in closed form (then the energy would count it twice).
-            clash = any(n in targets and (s, i) not in pend
+            clash = any(n in out and (s, i) not in pend
                         for s in syns for i, n in enumerate(self.edges[s]))
             jobs = ([(syns, sorted({self.edges[s][i] for s, i in tied}))] if not clash else
                     [(sorted({s for s, i in tied if self.edges[s][i] == n}), [n])
