@@ -148,7 +148,7 @@ def descend_compiled(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: 
     ref = next(iter(xs.values()))
     done = torch.zeros((), dtype=torch.bool, device=ref.device) if with_tol else None
     tol_t = torch.tensor(float(tol), dtype=ref.dtype, device=ref.device) if with_tol else None
-    left, recorded = steps, []
+    left, recorded, eager = steps, [], {}
     while left > 0:
         length = min(chunk, left)
         key = _key(rule, step_size, method, mode, options, length, record, with_tol)
@@ -165,9 +165,12 @@ def descend_compiled(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: 
                     result = fn(*args)
             except Exception as err:  # noqa: BLE001 - any compile failure falls back to eager
                 _fallback(graph, key, err)
-        if result is None:
-            result = make_descent_chunk(graph, length=length, step_size=step_size, rule=rule,
-                                        method=method, record=record, with_tol=with_tol)(*args)
+        if result is None:  # not compiled, or compilation failed: the same chunk, eagerly
+            if length not in eager:
+                eager[length] = make_descent_chunk(graph, length=length, step_size=step_size,
+                                                   rule=rule, method=method, record=record,
+                                                   with_tol=with_tol)
+            result = eager[length](*args)
         xs, cur, done, out = result
         taken = length if not with_tol else int(out["active"].sum())
         if record:  # kept per chunk; split into per-step entries once, at the end
