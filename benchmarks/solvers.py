@@ -46,7 +46,7 @@ def make_block(tokens, dim, seed, regime="flat", checkpoint=None, **kw):
     """
     torch.manual_seed(seed)
     if regime == "trained":
-        from hopfield.cli_energy import load_model
+        from hopfield.cli.energy import load_model
 
         src = load_model(checkpoint)[0].blocks[0]
         tokens, dim = src.graph.neurons["x"].shape

@@ -23,7 +23,11 @@ MOVED = {
     "checkpoint": "hopfield.training.checkpoint",
     "trainutil": "hopfield.training.trainutil",
     "energy": "hopfield.analysis.record",
-    "energy_plot": "hopfield.cli_energy",
+    "energy_plot": "hopfield.cli.energy",
+    "cli_commands": "hopfield.cli.commands",
+    "cli_energy": "hopfield.cli.energy",
+    "cli_energy_run": "hopfield.cli.energy_run",
+    "export": "hopfield.cli.export",
 }
 
 

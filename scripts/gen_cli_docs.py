@@ -35,17 +35,17 @@ MODULES = """
 
 ::: hopfield.cli
 
-::: hopfield.cli_commands
+::: hopfield.cli.commands
 
-## The `energy` command (`hopfield.cli_energy_run`, `hopfield.cli_energy`)
+## The `energy` command (`hopfield.cli.energy_run`, `hopfield.cli.energy`)
 
-::: hopfield.cli_energy_run
+::: hopfield.cli.energy_run
 
-::: hopfield.cli_energy
+::: hopfield.cli.energy
 
-## Export (`hopfield.export`)
+## Export (`hopfield.cli.export`)
 
-::: hopfield.export
+::: hopfield.cli.export
 """
 
 

@@ -106,7 +106,7 @@ def test_energy_is_a_subcommand_of_the_one_parser(tmp_path, capsys):
     assert main(["energy", "--model", "et_tiny", "--dataset", "random", "--batch-size", "2",
                  "--n-iter", "1", "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".json").exists()
-    from hopfield.cli_energy import cli_main  # the same command from Python
+    from hopfield.cli.energy import cli_main  # the same command from Python
 
     assert cli_main(["--bogus"]) == 2
     assert "usage: python -m hopfield energy" in capsys.readouterr().err

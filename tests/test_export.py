@@ -1,7 +1,7 @@
 """Every family exports and compiles, and the result equals eager (max abs diff <= 1e-5, float32):
 torch.export (pt2), torch.onnx.export(dynamo=True) run by onnxruntime, torch.compile(fullgraph)
 (aot_eager, and one inductor run), torch.jit.trace, torch.save(model) with spectral norms, and
-the safetensors round trip of hopfield.export."""
+the safetensors round trip of hopfield.cli.export."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from hopfield.export import ExportMismatchError, example_images, export_model
+from hopfield.cli.export import ExportMismatchError, example_images, export_model
 from hopfield.models import create_model
 
 TINY = ["mixer_tiny", "mixer_tied_tiny", "imixer_tiny", "imixer_tied_tiny", "vit_tiny", "et_tiny"]

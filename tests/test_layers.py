@@ -34,10 +34,6 @@ for _layer in CHAIN[CHAIN.index("interop"):]:
 # modules that belong to a layer without carrying its name
 OWNERS = {
     "hopfield._interop_layout": "interop",   # the checkpoint layouts interop.py converts
-    "hopfield.cli_energy": "cli",            # the `hopfield energy` command from Python
-    "hopfield.cli_energy_run": "cli",        # what `hopfield energy` runs
-    "hopfield.cli_commands": "cli",          # what the other subcommands run
-    "hopfield.export": "cli",                # export a model to pt2 / onnx / safetensors
     "hopfield.integrity": "weights",         # checksums and safe reads, under the one loader
 }
 EXEMPT = {"hopfield", "hopfield.__main__", "hopfield._moved"}
@@ -183,7 +179,7 @@ def test_cycle_finder_finds_a_loop():
     ("hopfield.analysis.record", "hopfield.training.data", False),
     ("hopfield.analysis.record", "hopfield.derivation.block", True),
     ("hopfield.training.trainer", "hopfield.models", True),
-    ("hopfield.cli_energy", "hopfield.training.checkpoint", True),
+    ("hopfield.cli.energy", "hopfield.training.checkpoint", True),
 ])
 def test_layer_rule(importer, imported, ok):
     assert (layer_of(imported) in ALLOWED[layer_of(importer)]) is ok

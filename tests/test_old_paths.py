@@ -39,11 +39,26 @@ def test_old_path_gives_the_moved_module(old, new):
     assert getattr(hf, old) is module
 
 
+@pytest.mark.parametrize(("old", "new"), [
+    ("hopfield.cli_commands", "hopfield.cli.commands"),
+    ("hopfield.cli_energy", "hopfield.cli.energy"),
+    ("hopfield.cli_energy_run", "hopfield.cli.energy_run"),
+    ("hopfield.export", "hopfield.cli.export"),
+])
+def test_flat_cli_paths_give_the_cli_package_modules(old, new):
+    """The command line's modules before they moved into ``hopfield.cli``."""
+    assert importlib.import_module(old) is importlib.import_module(new)
+
+
 def test_old_names_import_from_old_paths(monkeypatch):
     from hopfield.checkpoint import load_checkpoint
+    from hopfield.cli_commands import load_for_cli
+    from hopfield.cli_energy import cli_main as energy_cli_main
+    from hopfield.cli_energy_run import energy_report
     from hopfield.data import load_dataset
     from hopfield.energy import record_block
     from hopfield.energy_plot import cli_main, load_model, plot_record
+    from hopfield.export import export_model
     from hopfield.loader import BatchLoader
     from hopfield.train import TrainConfig, train
     from hopfield.trainutil import evaluate, write_curves
@@ -54,6 +69,10 @@ def test_old_names_import_from_old_paths(monkeypatch):
     assert (TrainConfig, train, load_dataset, BatchLoader) == (
         training.TrainConfig, training.train, training.load_dataset, training.BatchLoader)
     assert plot_record is plot.plot_record
+    from hopfield.cli import commands, energy, energy_run, export
+
+    assert (load_for_cli, energy_cli_main, energy_report, export_model) == (
+        commands.load_for_cli, energy.cli_main, energy_run.energy_report, export.export_model)
     assert all(callable(f) for f in (load_checkpoint, record_block, cli_main, load_model,
                                      evaluate, write_curves))
     import hopfield.train

@@ -3,7 +3,7 @@ figures (:mod:`~hopfield.analysis.plot`).
 
 It reads the core, the derivation and the models, never the training ring; ``import hopfield``
 does not load it (``hf.analysis`` does, on first use). The ``hopfield energy`` command is
-:mod:`hopfield.cli_energy`. Theory: ``docs/concepts/dynamics.md#energy-descent-during-inference``.
+:mod:`hopfield.cli.energy`. Theory: ``docs/concepts/dynamics.md#energy-descent-during-inference``.
 """
 
 from .plot import plot_energy, plot_record, plot_residual, plot_terms

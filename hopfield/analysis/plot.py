@@ -1,5 +1,5 @@
 r"""Plots of recorded energy descent (figures only; the ``hopfield energy`` command that writes them
-is :mod:`hopfield.cli_energy`).
+is :mod:`hopfield.cli.energy`).
 
 :func:`plot_record` draws an :class:`~hopfield.analysis.record.EnergyRecord` (see
 :mod:`hopfield.analysis.record` for what is recorded and why):

@@ -8,7 +8,7 @@ Three entry points share one record type, :class:`EnergyRecord`:
 * :func:`record_block` — a :class:`~hopfield.DerivedBlock` on a batch of visible states;
 * :func:`record_model` — every derived block of a model (e.g. a
   :class:`~hopfield.models.HopfieldClassifier`, fresh or from a checkpoint through
-  :func:`hopfield.cli_energy.load_model`) on a batch.
+  :func:`hopfield.cli.energy.load_model`) on a batch.
 
 **Which energy.** For one group of a block (``docs/concepts/fast_layers.md#fast-layers``) the
 recorded energy is the group's energy at the current iterate,

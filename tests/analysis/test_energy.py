@@ -25,7 +25,7 @@ from hopfield.analysis.record import (
     record_energy,
     record_model,
 )
-from hopfield.cli_energy import load_model
+from hopfield.cli.energy import load_model
 
 TOL = 1e-10  # float64 round-off allowance, relative to max(|E|, 1)
 

@@ -9,7 +9,7 @@ import torch
 import hopfield as hf
 from hopfield.analysis.plot import plot_record
 from hopfield.analysis.record import record_block, record_descent, record_model
-from hopfield.cli_energy import cli_main
+from hopfield.cli.energy import cli_main
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ from reference import ETBlock, IMixer
 import hopfield as hf
 from hopfield import checkpoint as ckpt
 from hopfield import interop
-from hopfield.energy_plot import load_model
+from hopfield.cli.energy import load_model
 
 F64 = torch.float64
 REL = 1e-12

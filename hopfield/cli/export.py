@@ -16,7 +16,7 @@ and ``torch.save(model)`` (spectral norms included); ``tests/test_export.py`` ch
 
 Example:
     >>> import hopfield as hf
-    >>> from hopfield.export import export_model
+    >>> from hopfield.cli.export import export_model
     >>> model = hf.models.create_model("mixer_tiny", depth=1, dim=16)
     >>> export_model(model, "mixer.pt2").max_abs_diff  # doctest: +SKIP
     0.0
@@ -99,8 +99,8 @@ def _onnx(model: nn.Module, x: torch.Tensor, path: Path) -> torch.Tensor:
 
 
 def _safetensors(model: nn.Module, x: torch.Tensor, path: Path, metadata: dict) -> torch.Tensor:
-    from .models import model_from_config
-    from .training.checkpoint import export_safetensors, load_safetensors
+    from ..models import model_from_config
+    from ..training.checkpoint import export_safetensors, load_safetensors
 
     config = getattr(model, "config", None)
     if not config:

@@ -23,7 +23,7 @@ MODEL_OVERRIDES = ("depth", "dim", "n_iter", "solver", "tol", "grad")
 def resolve_model(value: str | None) -> str | None:
     """A registered name as given; a spec ``module:factory`` / ``file.py:factory`` is imported,
     registered (:func:`hopfield.models.load_factory`) and its registered name returned."""
-    from .models import list_models, load_factory
+    from ..models import list_models, load_factory
 
     if value is None or ":" not in value or value in list_models():
         return value
@@ -43,7 +43,7 @@ def load_for_cli(path: str | os.PathLike, *, model: str | None = None, ema: bool
     spec is registered first). ``overrides`` change the recorded settings (e.g. sizes a plain
     state dict does not record). ``meta`` holds ``path``, ``model_config`` and, when the file
     records them, ``dataset``, ``classes`` and ``normalize`` (mean/std)."""
-    from .weights import load_model, read_weights, resolve_path
+    from ..weights import load_model, read_weights, resolve_path
 
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} does not exist.")
@@ -68,8 +68,8 @@ def _with_config_file(args, config: dict, model_kwargs: dict) -> tuple[dict, dic
     """``config`` and ``model_kwargs`` with the settings of ``args.config`` (a TOML file) for
     every flag not given on the command line; the merged settings are checked here, so an
     invalid value names the file."""
-    from .training.config import TrainConfig
-    from .training.config_file import load_config_file
+    from ..training.config import TrainConfig
+    from ..training.config_file import load_config_file
 
     given = getattr(args, "given_flags", set())
     from_file = load_config_file(args.config)
@@ -84,7 +84,7 @@ def _with_config_file(args, config: dict, model_kwargs: dict) -> tuple[dict, dic
 
 
 def cmd_train(args) -> int:
-    from .training.trainer import train
+    from ..training.trainer import train
 
     skip = {"command", "handler", *MODEL_OVERRIDES, "model_arg", "config", "given_flags"}
     config = {k: v for k, v in vars(args).items() if k not in skip}
@@ -103,9 +103,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .training.data import load_dataset
-    from .training.loader import BatchLoader, Transform
-    from .training.trainutil import amp_dtype, evaluate, resolve_device, write_confusion
+    from ..training.data import load_dataset
+    from ..training.loader import BatchLoader, Transform
+    from ..training.trainutil import amp_dtype, evaluate, resolve_device, write_confusion
 
     model, meta = load_for_cli(args.path, model=args.model, ema=args.ema)
     path, device = meta["path"], resolve_device(args.device)
@@ -139,7 +139,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import list_models, model_config
+    from ..models import list_models, model_config
 
     names = list_models(args.pattern)
     if not names:
@@ -153,7 +153,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_describe(args) -> int:
-    from .models import create_model
+    from ..models import create_model
 
     name = resolve_model(args.model)
     model = create_model(name, img_size=args.img_size, in_chans=args.in_chans,
@@ -180,6 +180,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_recall(args) -> int:
-    from .memory.cli import run_recall
+    from ..memory.cli import run_recall
 
     return run_recall(args)

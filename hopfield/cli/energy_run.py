@@ -8,7 +8,7 @@ docs/concepts/dynamics.md#energy-descent-during-inference.
 
 Example:
     >>> import torch, hopfield as hf
-    >>> from hopfield.cli_energy_run import energy_report
+    >>> from hopfield.cli.energy_run import energy_report
     >>> model = hf.models.create_model("et_tiny", depth=1, dim=16)
     >>> rec = energy_report(model, torch.randn(2, 1, 28, 28), "energy.png")  # doctest: +SKIP
 """
@@ -28,8 +28,8 @@ def energy_report(model: nn.Module, images: torch.Tensor, out: str | Path, *,
                   source: str | None = None, what: str = "", meta: dict | None = None):
     """Record ``model``'s energy on ``images``, write ``out`` (a PNG; ``.csv`` and ``.json``
     beside it) and return the :class:`~hopfield.analysis.record.EnergyRecord`."""
-    from .analysis.plot import _pyplot, plot_record
-    from .analysis.record import record_model
+    from ..analysis.plot import _pyplot, plot_record
+    from ..analysis.record import record_model
 
     rec = record_model(model, images, n_iter=n_iter, solver=solver, tol=tol,
                        source=source or model.config.get("name", "model"))
@@ -47,7 +47,7 @@ def energy_report(model: nn.Module, images: torch.Tensor, out: str | Path, *,
 
 def _dataset(args):
     """The requested split, ``args.batch_size`` seeded images of it; ``None`` for random images."""
-    from .training.data import load_dataset
+    from ..training.data import load_dataset
 
     if args.dataset == "random":
         return None
@@ -72,9 +72,9 @@ def _images(args, ds, model, normalize) -> tuple[torch.Tensor, str]:
 
 def run_energy(args) -> int:
     """``hopfield energy``: a fresh registered model (``--model``) or saved weights
-    (``--checkpoint``, through :func:`hopfield.cli_commands.load_for_cli`) on one batch."""
-    from .cli_commands import load_for_cli, resolve_model
-    from .models import create_model
+    (``--checkpoint``, through :func:`hopfield.cli.commands.load_for_cli`) on one batch."""
+    from ..models import create_model
+    from .commands import load_for_cli, resolve_model
 
     if not args.model and not args.checkpoint:
         raise ValueError("give --model NAME or --checkpoint CKPT (see hopfield energy --help).")

@@ -5,7 +5,7 @@ Errors end with a one-line ``error: ...`` on stderr, never a traceback (``HOPFIE
 shows it): exit status 2 for what the user asked (a bad flag, a missing file, an unknown model,
 an impossible setting), 1 for what failed at run time (a diverging run, an unwritable folder, an
 export that differs from the eager model, a missing optional dependency). What each command does
-is in :mod:`hopfield.cli_commands` and :mod:`hopfield.cli_energy_run`; ``docs/api/cli.md`` is
+is in :mod:`hopfield.cli.commands` and :mod:`hopfield.cli.energy_run`; ``docs/api/cli.md`` is
 generated from this parser (``python scripts/gen_cli_docs.py``).
 """
 
@@ -57,8 +57,8 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _add_model_overrides(p: argparse.ArgumentParser) -> None:
-    from .dynamics import GRAD_MODES, solver_names
-    from .training.validate import finite_positive_float, nonnegative_int, positive_int
+    from ..dynamics import GRAD_MODES, solver_names
+    from ..training.validate import finite_positive_float, nonnegative_int, positive_int
 
     g = p.add_argument_group("model overrides (passed to create_model)")
     g.add_argument("--depth", type=positive_int, help="number of blocks")
@@ -73,9 +73,9 @@ def _add_model_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    from .training.config import TrainConfig
-    from .training.data import DATA_DIR_ENV, list_datasets
-    from .training.validate import (
+    from ..training.config import TrainConfig
+    from ..training.data import DATA_DIR_ENV, list_datasets
+    from ..training.validate import (
         finite_nonnegative_float,
         finite_positive_float,
         fraction_below_one,
@@ -159,7 +159,7 @@ def _add_weights_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(sub) -> None:
-    from .training.validate import positive_int
+    from ..training.validate import positive_int
 
     e = sub.add_parser("eval", help="evaluate saved weights on a dataset's test split",
                        formatter_class=_HelpFormatter)
@@ -180,7 +180,7 @@ def _add_eval(sub) -> None:
 
 
 def _add_describe(sub) -> None:
-    from .training.validate import nonnegative_int, positive_int
+    from ..training.validate import nonnegative_int, positive_int
 
     m = sub.add_parser("models", help="list registered models", formatter_class=_HelpFormatter)
     m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'imixer*'")
@@ -194,8 +194,8 @@ def _add_describe(sub) -> None:
 
 
 def _add_energy(sub) -> None:
-    from .dynamics.solvers import solver_names
-    from .training.validate import finite_positive_float, nonnegative_int, positive_int
+    from ..dynamics.solvers import solver_names
+    from ..training.validate import finite_positive_float, nonnegative_int, positive_int
 
     p = sub.add_parser("energy", help="plot the energy of every block during inference",
                        formatter_class=_HelpFormatter,
@@ -238,8 +238,8 @@ def _add_export(sub) -> None:
 
 def build_parser(prog: str = "hopfield") -> argparse.ArgumentParser:
     """The parser of every subcommand (``docs/api/cli.md`` shows each one's ``--help``)."""
-    from . import __version__
-    from .memory.cli import add_recall_parser
+    from .. import __version__
+    from ..memory.cli import add_recall_parser
 
     ap = argparse.ArgumentParser(prog=prog, description="Hierarchical Hopfield energies: "
                                  "train, evaluate, inspect and export the derived models.",
@@ -270,8 +270,8 @@ def _given_train_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[
 
 
 def _handlers() -> dict:
-    from . import cli_commands as c
-    from .cli_energy_run import run_energy
+    from . import commands as c
+    from .energy_run import run_energy
 
     return {"train": c.cmd_train, "eval": c.cmd_eval, "models": c.cmd_models,
             "describe": c.cmd_describe, "energy": run_energy, "recall": c.cmd_recall,

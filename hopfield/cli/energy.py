@@ -1,8 +1,8 @@
 """The ``hopfield energy`` command from Python, and the names that used to live here.
 
 :func:`cli_main` is ``hopfield energy`` with a list of arguments (the one parser and error
-boundary of :mod:`hopfield.cli`); what the command does is :mod:`hopfield.cli_energy_run`
-(:func:`~hopfield.cli_energy_run.energy_report` for a model and batch you already have).
+boundary of :mod:`hopfield.cli`); what the command does is :mod:`hopfield.cli.energy_run`
+(:func:`~hopfield.cli.energy_run.energy_report` for a model and batch you already have).
 :func:`load_model` rebuilds a model from a checkpoint or ``.safetensors`` export.
 
 This module was ``hopfield.energy_plot`` together with the figures; that path still imports and
@@ -10,7 +10,7 @@ gives this module, whose plotting names (``plot_record``, ...) come from
 :mod:`hopfield.analysis.plot`.
 
 Example:
-    >>> from hopfield.cli_energy import cli_main
+    >>> from hopfield.cli.energy import cli_main
     >>> cli_main(["--model", "imixer_tiny", "--dataset", "random", "--batch-size", "4",
     ...           "--out", "energy.png"])  # doctest: +SKIP
     0
@@ -22,9 +22,9 @@ import os
 import sys
 
 # the plotting names are re-exported: ``hopfield.energy_plot`` (the old path) gives this module
-from .analysis.plot import plot_energy, plot_record, plot_residual, plot_terms
-from .cli import main
-from .cli_commands import load_for_cli
+from ..analysis.plot import plot_energy, plot_record, plot_residual, plot_terms
+from . import main
+from .commands import load_for_cli
 
 __all__ = ["load_model", "cli_main", "plot_record", "plot_energy", "plot_terms", "plot_residual"]
 
@@ -48,5 +48,5 @@ def cli_main(argv: list[str]) -> int:
     return main(["energy", *argv], prog="python -m hopfield")
 
 
-if __name__ == "__main__":  # python -m hopfield.cli_energy ...
+if __name__ == "__main__":  # python -m hopfield.cli.energy ...
     sys.exit(cli_main(sys.argv[1:]))
