@@ -135,12 +135,10 @@ def _record(stats: SolverStats, diff, fz, divergence_factor, check):
     return stats.tol is not None and cur < stats.tol
 
 
-def _all_finite(t: torch.Tensor) -> torch.Tensor:
+def _all_finite(t: torch.Tensor) -> bool:
     """Whether ``t`` holds no NaN/Inf, cheaply: one sum (NaN/Inf propagate into it), and the
     elementwise check only when the sum is not finite (an overflowing sum of finite values)."""
-    if bool(torch.isfinite(t.detach().sum())):
-        return torch.ones((), dtype=torch.bool)
-    return torch.isfinite(t).all()
+    return bool(torch.isfinite(t.detach().sum())) or bool(torch.isfinite(t).all())
 
 
 def _finish(stats: SolverStats, warn: bool, z: torch.Tensor, z0: torch.Tensor,
@@ -149,11 +147,7 @@ def _finish(stats: SolverStats, warn: bool, z: torch.Tensor, z0: torch.Tensor,
     if is_tracing(z):
         stats.checked = False
         return stats
-    if bool(_all_finite(z)) and (extra is None or bool(_all_finite(extra))):
-        finite = True
-    else:
-        finite = False
-    if not finite:
+    if not (_all_finite(z) and (extra is None or _all_finite(extra))):
         stats.diverged, stats.converged = True, False
         bad = int((~torch.isfinite(z)).sum())
         what = (f"the result holds {bad} NaN/Inf of {z.numel()} values" if bad else
