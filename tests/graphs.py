@@ -3,6 +3,11 @@
 ``vector_graph(data, width)`` draws a hierarchy of vector layers with hypothesis: chains, loops,
 lateral self-loops, N-ary ``FunctionSynapse``s with self terms, clamped inputs, one or two slow
 layers. Returns ``(graph, slow, clamped)`` in float64.
+
+``matrix_graph(data)`` draws layers of shape ``(rows, cols)`` coupled by ``Dense`` synapses on
+either axis (token or channel mixing), with chains, feedback loops and lateral self-loops among
+the fast layers: the declarations whose implicit components the block may iterate in a moved
+layout. Returns ``(graph, slow)`` in float64.
 """
 
 from __future__ import annotations
@@ -96,3 +101,51 @@ def vector_graph(data, width: int):
     graph = hf.EnergyGraph(neurons, synapses, edges).double()
     clamped = ["c"] if "c" in neurons else []
     return graph, slow, clamped
+
+
+MATRIX_ACTS = {"tanh": L.Tanh, "gelu": L.GELU, "identity": L.Identity, "relu": L.ReLU,
+               "softplus": L.Softplus, "softmax": lambda: L.Softmax(beta=1.0)}
+
+
+def matrix_graph(data, tied: bool | None = None):
+    """Layers of shape ``(rows, cols)``, Dense couplings on axis -2 (rows) or -1 (cols); every
+    coupling tied, or (``None``) each drawn."""
+    draw = data.draw
+    cols = draw(st.integers(2, 4), label="cols")
+    n_fast = draw(st.integers(1, 3), label="fast layers")
+    rows = [draw(st.integers(2, 5), label=f"rows{i}") for i in range(n_fast + 1)]
+    token_only = draw(st.booleans(), label="token couplings only")
+    acts = [draw(st.sampled_from(["tanh", "gelu", "identity", "relu", "softplus"]
+                                 if draw(st.booleans(), label=f"pointwise{i}") else sorted(MATRIX_ACTS)),
+                 label=f"act{i}") for i in range(n_fast + 1)]
+    names = ["x"] + [f"h{i}" for i in range(n_fast)]
+    shapes = {}
+    neurons = {}
+    for i, n in enumerate(names):
+        shapes[n] = (rows[i], cols)
+        neurons[n] = hf.NeuronLayer(shapes[n], MATRIX_ACTS[acts[i]](), tau=1.0 if i == 0 else 0)
+    synapses, edges = {}, {}
+
+    def dense(a, b, scale=0.3):
+        axis = -2 if token_only else draw(st.sampled_from([-2, -1, 0]), label=f"axis {a}-{b}")
+        if (axis in (-2, 0) and shapes[a][1] != shapes[b][1]) or \
+                (axis == -1 and shapes[a][0] != shapes[b][0]):
+            axis = -2 if shapes[a][1] == shapes[b][1] else -1
+        i, o = (shapes[a][axis], shapes[b][axis])
+        k = f"W{len(synapses)}"
+        syn = S.Dense(i, o, axis=axis, tied=draw(st.booleans(), label=f"tied {k}") if tied is None
+                      else tied,
+                      bias=draw(st.booleans(), label=f"bias {k}"))
+        synapses[k] = _scaled(syn, scale if a != b else 0.15)
+        edges[k] = (a, b)
+
+    for a, b in zip(names, names[1:], strict=False):
+        dense(a, b)
+    fast = names[1:]
+    if len(fast) >= 2 and draw(st.booleans(), label="feedback loop"):
+        dense(fast[-1], fast[0])
+    if draw(st.booleans(), label="lateral"):
+        h = draw(st.sampled_from(fast), label="lateral layer")
+        dense(h, h)
+    graph = hf.EnergyGraph(neurons, synapses, edges).double()
+    return graph, ["x"]

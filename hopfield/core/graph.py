@@ -297,7 +297,8 @@ class EnergyGraph(nn.Module):
         return out, closed
 
     def slot_currents(self, pairs, gs: Mapping[str, torch.Tensor], *, method: str = "auto",
-                      batch: int | None = None, like: torch.Tensor | None = None):
+                      batch: int | None = None, like: torch.Tensor | None = None,
+                      frame: bool = False):
         """Sum of the currents of ``pairs`` ``[(synapse, slot), ...]`` (all into one layer).
 
         The derivation wing asks the graph for every current this way. ``method="auto"`` uses a
@@ -305,9 +306,17 @@ class EnergyGraph(nn.Module):
         target's half energy (untied), one slot at a time. An activation missing from ``gs`` is
         read as zeros of the layer's shape: the planner calls this only for currents it has
         verified not to read that activation (docs/concepts/fast_layers.md#which-layers-are-implicit).
-        Returns ``None`` for an empty ``pairs``.
+        Returns ``None`` for an empty ``pairs``. With ``frame=True`` every state in ``gs`` and
+        the result have the synapses' common :meth:`~hopfield.synapses.Synapse.frame_axis`
+        last (the planner checks that they share one; docs/concepts/fast_layers.md#iteration-layout).
         """
         out = None
+        if frame:
+            for s, i in pairs:
+                edge, syn = self._slots[s]
+                c = syn.frame_current(i, *(gs.get(n) for n in edge))
+                out = c if out is None else out + c
+            return out
         for s, i in pairs:
             edge, syn = self._slots[s]
             c = None

@@ -105,6 +105,10 @@ class Lagrangian(nn.Module):
     is_convex = property(_sampled_convexity)
     exact: bool = True
     lipschitz: float | None = None
+    # the activation acts on each unit alone (g_i = f(x_i)), so it commutes with every
+    # permutation of the axes: the block may iterate such layers in any memory layout
+    # (docs/concepts/fast_layers.md#iteration-layout); declared by the built-ins only
+    pointwise: bool = False
     _convexity_declared: bool = False
 
     def __init_subclass__(cls, **kwargs):
@@ -114,6 +118,8 @@ class Lagrangian(nn.Module):
         elif {"forward", "activation", "is_convex"} & set(vars(cls)):
             cls.is_convex = Lagrangian.__dict__["is_convex"]
             cls._convexity_declared = False
+        if cls.__module__ != __name__ and "activation" in vars(cls):
+            cls.pointwise = False  # a new activation is not known to act unit by unit
 
     @property
     def convexity_source(self) -> str | None:
@@ -147,6 +153,7 @@ class Lagrangian(nn.Module):
 class Identity(Lagrangian):
     r"""$L(x) = \tfrac12\lVert x\rVert^2$, activation $g = x$."""
 
+    pointwise = True
     is_convex = True
     lipschitz = 1.0
 
@@ -164,6 +171,7 @@ class RectifiedPower(Lagrangian):
     :class:`ReLU`.
     """
 
+    pointwise = True
     is_convex = True
 
     def __init__(self, n: float = 2.0):
@@ -198,6 +206,7 @@ class ReLU(RectifiedPower):
 class Exp(Lagrangian):
     r"""$L(x) = \sum_i e^{x_i}$, activation $e^{x}$ (unbounded slope)."""
 
+    pointwise = True
     is_convex = True
 
     def forward(self, x):
@@ -210,6 +219,7 @@ class Exp(Lagrangian):
 class Tanh(Lagrangian):
     r"""$L(x) = \sum_i \log\cosh x_i$ (stable form $|x| + \log(1+e^{-2|x|}) - \log 2$), $g=\tanh x$."""
 
+    pointwise = True
     is_convex = True
     lipschitz = 1.0
 
@@ -224,6 +234,7 @@ class Tanh(Lagrangian):
 class Sigmoid(Lagrangian):
     r"""$L(x) = \sum_i \mathrm{softplus}(x_i)$, activation $\sigma(x) = 1/(1+e^{-x})$."""
 
+    pointwise = True
     is_convex = True
     lipschitz = 0.25
 
@@ -264,6 +275,7 @@ def _neg_li2_neg_exp(x: torch.Tensor) -> torch.Tensor:
 class Softplus(Lagrangian):
     r"""$L(x) = \sum_i \int_{-\infty}^{x_i}\mathrm{softplus} = -\mathrm{Li}_2(-e^{x})$, activation softplus."""
 
+    pointwise = True
     is_convex = True
     lipschitz = 1.0
 
@@ -281,6 +293,7 @@ class GELU(Lagrangian):
     $\Phi(x) + x\varphi(x)$ is negative there. A block built on it has no Lyapunov guarantee.
     """
 
+    pointwise = True
     is_convex = False
     lipschitz = 1.128905  # max_x d/dx [x Phi(x)] = Phi(sqrt 2) + sqrt(2) phi(sqrt 2) = 1.1289042
 

@@ -36,11 +36,16 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def apply_on_axis(g: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, axis: int):
-    """Apply ``weight`` (out, in) to per-sample ``axis`` of ``g`` (batch first), adding ``bias``."""
+    """Apply ``weight`` (out, in) to per-sample ``axis`` of ``g`` (batch first), adding ``bias``.
+
+    Off the last axis, ``axis`` is swapped with the last one and back: a single view op each way
+    (a linear map on one axis does not care how the others are ordered), where ``movedim``
+    dispatches two; the token-mixing currents of every Mixer-like block pass through here.
+    """
     if axis == -1 or axis == g.dim() - 2:
         return F.linear(g, weight, bias)
     ax = axis if axis < 0 else axis + 1
-    return F.linear(g.movedim(ax, -1), weight, bias).movedim(-1, ax)
+    return F.linear(g.transpose(ax, -1), weight, bias).transpose(ax, -1)
 
 
 class Synapse(nn.Module):
@@ -78,6 +83,19 @@ class Synapse(nn.Module):
         measures an undeclared synapse (docs/concepts/fast_layers.md#which-layers-are-implicit).
         """
         return None
+
+    def frame_axis(self) -> int | None:
+        """The one per-sample axis along which each closed-form current of this synapse is a
+        linear map of another endpoint, the same at every position of the other axes (whatever
+        their order), or ``None``. The block iterates an implicit component whose internal
+        couplings all act on one such axis with that axis last (no axis move inside the loop;
+        docs/concepts/fast_layers.md#iteration-layout)."""
+        return None
+
+    def frame_current(self, target: int, *gs: torch.Tensor) -> torch.Tensor:
+        """:meth:`current` with the :meth:`frame_axis` moved last in every state and in the
+        result (only for synapses that declare a frame axis)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no frame axis.")
 
     def check_shapes(self, shapes: Sequence[tuple[int, ...]], where: str) -> None:
         """Raise :class:`~hopfield.WiringError` if the layer shapes do not fit this synapse."""
@@ -127,14 +145,14 @@ class Dense(Synapse):
         if self.weight_back is not None:
             nn.init.xavier_uniform_(self.weight_back)
 
-    def forward_current(self, g_a):
-        """$W g_A + b$: the current into $B$."""
-        return apply_on_axis(g_a, self.weight, self.bias, self.axis)
+    def forward_current(self, g_a, axis: int | None = None):
+        """$W g_A + b$: the current into $B$ (along ``axis``, default the synapse's)."""
+        return apply_on_axis(g_a, self.weight, self.bias, self.axis if axis is None else axis)
 
-    def backward_current(self, g_b):
+    def backward_current(self, g_b, axis: int | None = None):
         """$V g_B + c$ (untied) or $W^\\top g_B + c$ (tied): the current into $A$."""
         weight = self.weight.t() if self.weight_back is None else self.weight_back
-        return apply_on_axis(g_b, weight, self.bias_back, self.axis)
+        return apply_on_axis(g_b, weight, self.bias_back, self.axis if axis is None else axis)
 
     def energy(self, g_a, g_b):
         e = -_dot(g_b, self.forward_current(g_a))
@@ -167,6 +185,12 @@ class Dense(Synapse):
 
     def current(self, target, g_a, g_b):
         return self.forward_current(g_a) if target == 1 else self.backward_current(g_b)
+
+    def frame_axis(self):
+        return self.axis
+
+    def frame_current(self, target, g_a, g_b):
+        return self.forward_current(g_a, -1) if target == 1 else self.backward_current(g_b, -1)
 
     def check_shapes(self, shapes, where):
         _need(len(shapes) == 2, where, f"Dense joins 2 layers, got {len(shapes)}.")

@@ -102,17 +102,44 @@ class DerivedBlock(nn.Module):
         return ext
 
     def _component_map(self, comp: Component, gs: dict, xs: dict, ext: dict, like,
-                       record: list | None = None):
-        """The fixed-point map ``fmap`` on the packed iterate, its start ``z0``, ``unpack`` and
-        ``y`` (the currents from outside the component)."""
+                       record: list | None = None, framed: bool = False):
+        """The fixed-point map ``fmap`` on the packed iterate, its start ``z0``, ``unpack`` (to
+        the layers' states, as declared) and ``y`` (the currents from outside the component).
+
+        With ``framed`` and a component the planner gave a frame axis, the iterate, ``y`` and
+        every current inside the map have that axis last: the map then moves no axis
+        (docs/concepts/fast_layers.md#iteration-layout)."""
+        axis = comp.frame if framed and self.currents_method != "autograd" else None
+        frame = axis is not None
+        dim = -1 if axis is None else axis + 1  # the same swap moves the axis last and back
+
+        def move(t):
+            return t.transpose(dim, -1)
+
+        inside = gs  # the activations the map starts from
+        if frame:
+            moved = {n: None if ext[n] is None else move(ext[n]) for n in comp.sweep}
+            # the iteration usually starts from the external current itself: move that once
+            xs = {n: moved[n] if xs[n] is ext.get(n) else move(xs[n]) for n in comp.state}
+            ext = moved
+            inside = {n: move(gs[n]) for n in comp.layers if n in gs}
         shapes = [xs[n].shape for n in comp.state]
         single = len(comp.state) == 1
 
-        def unpack(z):
+        def unpack_frame(z):
             if single:
                 return {comp.state[0]: z}
             parts = torch.split(z, [s[1:].numel() for s in shapes], dim=1)
             return {n: p.reshape(s) for n, p, s in zip(comp.state, parts, shapes, strict=True)}
+
+        def unpack(z, activations: bool = False):
+            """The states ``{layer: x}`` as declared, or ``{layer: (x, g)}`` with each
+            activation computed in the iteration layout (a pointwise map: same values)."""
+            d = unpack_frame(z)
+            if activations:
+                return {n: (move(v), move(self._act(n, v))) if frame else (v, self._act(n, v))
+                        for n, v in d.items()}
+            return {n: move(v) for n, v in d.items()} if frame else d
 
         def pack(d):
             if single:
@@ -123,17 +150,18 @@ class DerivedBlock(nn.Module):
         # plain tuples, read once: torch.compile cannot read a mapping proxy after the
         # parametrization cache (a dict) has changed
         internal = {n: tuple(comp.internal[n]) for n in comp.sweep}
+        graph, method = self._graph, self.currents_method
 
         def fmap(z):
-            loc = dict(gs)
-            states = unpack(z)
+            loc = dict(inside)
+            states = unpack_frame(z)
             if record is not None:  # observe the iterate (a Trace), never change it
-                record.append({n: v.detach() for n, v in states.items()})
+                record.append({n: v.detach() for n, v in unpack(z).items()})
             for n, zn in states.items():
                 loc[n] = self._act(n, zn)
             new = {}
             for n in comp.sweep:
-                c = self._current(internal[n], loc, like)
+                c = graph.slot_currents(internal[n], loc, method=method, like=like, frame=frame)
                 c = c if ext[n] is None else ext[n] + c
                 if n in needs_act:  # the last layers' activations are recomputed from z
                     loc[n] = self._act(n, c)
@@ -191,14 +219,15 @@ class DerivedBlock(nn.Module):
             if not comp.implicit:
                 continue
             record = [] if solves is not None else None
-            fmap, z0, unpack, _ = self._component_map(comp, gs, xs, ext, like, record)
+            fmap, z0, unpack, _ = self._component_map(comp, gs, xs, ext, like, record,
+                                                      framed=True)
             z, stats = self._solve(fmap, z0, plan)
             self.last_stats[f"{plan.name}/{ci}"] = stats
             if solves is not None:
                 solves.append(SolveTrace(comp, implicit_index, record, stats))
             implicit_index += 1
-            for n, zn in unpack(z).items():
-                xs[n], gs[n] = zn, self._act(n, zn)
+            for n, (zn, gn) in unpack(z, activations=True).items():
+                xs[n], gs[n] = zn, gn
             if full:  # the eliminated layers at the solution (for energies and plots)
                 for n in comp.eliminated:
                     c = self._current(comp.internal[n], gs, like)

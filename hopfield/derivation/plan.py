@@ -92,7 +92,9 @@ class Component:
     initialisation order (ascending distance from the slow layers); ``sweep``: the map's
     evaluation order. ``external[n]``/``internal[n]``: the ``(synapse, slot)`` pairs into ``n``
     whose currents read no / some activation of this component; ``lower[n]``: internal pairs
-    reaching only layers closer to the slow layers (used to start the iteration).
+    reaching only layers closer to the slow layers (used to start the iteration). ``frame``: the
+    per-sample axis the block moves last while it iterates (``None``: the declared layout;
+    docs/concepts/fast_layers.md#iteration-layout).
     """
 
     layers: tuple[str, ...]
@@ -104,6 +106,9 @@ class Component:
     external: Mapping[str, Pairs]
     internal: Mapping[str, Pairs]
     lower: Mapping[str, Pairs]
+    # implicit, every layer pointwise and every internal coupling acting on this one per-sample
+    # axis (not the last): the block iterates with the axis moved last (None: as declared)
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -333,6 +338,31 @@ def _plan_component(graph, syns, layers, deps, probes, group_name) -> Component:
     else:
         state, eliminated = list(order), []
     sweep = sorted(eliminated) + sorted(state, key=lambda n: (-dist[n], n))
+    frame = _frame_axis(graph, layers, internal) if implicit else None
     return Component(layers=tuple(layers), implicit=implicit, state=tuple(state),
                      eliminated=tuple(eliminated), order=tuple(order), sweep=tuple(sweep),
-                     external=_freeze(external), internal=_freeze(internal), lower=_freeze(lower))
+                     external=_freeze(external), internal=_freeze(internal), lower=_freeze(lower),
+                     frame=frame)
+
+
+def _frame_axis(graph, layers, internal) -> int | None:
+    """The per-sample axis (counted from 0) in which an implicit component is iterated, moved
+    last: every layer has a pointwise activation and one number of axes, and every internal
+    coupling reads only the component's layers and declares this same
+    :meth:`~hopfield.synapses.Synapse.frame_axis`, not the last (the token axis of iMixer's
+    chain). ``None``: iterate as declared (docs/concepts/fast_layers.md#iteration-layout)."""
+    ndims = {len(graph.neurons[n].shape) for n in layers}
+    if len(ndims) != 1 or not all(graph.lagrangian_of(n).pointwise for n in layers):
+        return None
+    nd = ndims.pop()
+    axes = set()
+    for n in layers:
+        for s, _ in internal[n]:
+            ax = graph.synapses[s].frame_axis()
+            if ax is None or not -nd <= ax < nd or not set(graph.edges[s]) <= set(layers):
+                return None
+            axes.add(ax % nd)
+    if len(axes) != 1:
+        return None
+    ax = axes.pop()
+    return ax if ax != nd - 1 else None
