@@ -63,9 +63,10 @@ class SoftSpectralNorm(nn.Module):
         u, v = self.u, self.v
         if self.training:
             with torch.no_grad():
+                mat_t, eps = mat.t(), self.eps
                 for _ in range(self.n_power_iterations):
-                    v = F.normalize(mat.t() @ u, dim=0, eps=self.eps, out=self.v if write else None)
-                    u = F.normalize(mat @ v, dim=0, eps=self.eps, out=self.u if write else None)
+                    v = _unit(mat_t @ u, eps, self.v if write else None)
+                    u = _unit(mat @ v, eps, self.u if write else None)
             u, v = u.clone(), v.clone()
         # (mat @ v) may come back in bf16/fp16 under autocast while u stays float32
         sigma = torch.dot(u, (mat @ v).to(u.dtype))
@@ -73,6 +74,12 @@ class SoftSpectralNorm(nn.Module):
             self.sigma.copy_(sigma.detach())
         factor = torch.clamp(sigma / self.coeff, min=1.0)
         return weight / factor
+
+
+def _unit(vec: torch.Tensor, eps: float, out: torch.Tensor | None) -> torch.Tensor:
+    """``F.normalize(vec, dim=0, eps=eps, out=out)`` for a vector: the same kernels (2-norm,
+    clamp, divide) without its Python layers; a refresh runs it twice per power iteration."""
+    return torch.div(vec, torch.linalg.vector_norm(vec, 2, 0, True).clamp_min_(eps), out=out)
 
 
 def spectral_norm(module: nn.Module, name: str = "weight", *, coeff: float = 0.9,
