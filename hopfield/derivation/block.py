@@ -258,18 +258,24 @@ class DerivedBlock(nn.Module):
         xs, gs = self._group_inputs(plan, states, start, clamped)
         like = states[plan.slow[0]]
         solves = [] if trace is not None else None
-        self._settle(plan, gs, xs, like, full=full or trace is not None, solves=solves)
-        out, currents = dict(states), {}
+        full = full or trace is not None
+        self._settle(plan, gs, xs, like, full=full, solves=solves)
+        currents = {n: self._current(plan.into[n], gs, like) for n in layers}
+        if not full:
+            # the settled fast layers are dead once the currents are in: let them go before the
+            # steps allocate (a batch of frees at the end of the group would otherwise hand a
+            # large block back to the system, only to fault it in again for the next group)
+            xs.clear()
+            gs.clear()
+        out = dict(states)
         for n in layers:
-            cur = self._current(plan.into[n], gs, like)
             x = states[n]
             mask, keep = None, 1.0
             if self.drop_path > 0 and self.training and plan.step == "residual":
                 keep = 1.0 - self.drop_path  # stochastic depth
                 mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-            out[n] = step(x, cur, rule=plan.step, step_size=plan.step_size,
+            out[n] = step(x, currents[n], rule=plan.step, step_size=plan.step_size,
                           tau=self._graph.neurons[n].tau, drop_mask=mask, keep_prob=keep)
-            currents[n] = cur
         if trace is not None:
             trace.steps.append(StepTrace(
                 plan, repeat, tuple(layers), {n: states[n].detach() for n in layers},
