@@ -155,3 +155,34 @@ def test_builtin_pointwise_activations_commute_with_axis_moves():
                                    lag.activation(x).transpose(1, 2), atol=0, rtol=0)
     assert not L.Softmax().pointwise and not L.LayerNorm(5).pointwise
     assert not NewAct().pointwise
+
+
+class ScaledDense(S.Dense):
+    """A user's Dense whose currents differ from the built-in's (not just its energy)."""
+
+    def current(self, target, g_a, g_b):
+        return 0.5 * super().current(target, g_a, g_b)
+
+
+class LayoutDense(ScaledDense):
+    def frame_current(self, target, g_a, g_b):
+        return 0.5 * super().frame_current(target, g_a, g_b)
+
+
+@pytest.mark.parametrize("cls, framed", [(ScaledDense, False), (LayoutDense, True)])
+def test_a_dense_subclass_with_its_own_currents_keeps_the_declared_layout(cls, framed):
+    """A subclass overriding how currents are computed is iterated as declared, unless it
+    also gives the currents with the axis last; either way the block follows its currents."""
+    base = chain(L.GELU)
+    synapses = dict(base.synapses)
+    for name in ("ab", "ba"):
+        old = synapses[name]
+        synapses[name] = cls(old.in_dim, old.out_dim, axis=old.axis).double()
+        synapses[name].load_state_dict(old.state_dict())
+    graph = hf.EnergyGraph(dict(base.neurons), synapses, dict(base.edges))
+    blk = hf.derive(graph, "x", max_iter=3)
+    assert (blk.plans[0].components[0].frame == 0) is framed
+    x = torch.randn(2, 4, 3, dtype=D)
+    torch.testing.assert_close(blk(x), unframed(blk)(x), atol=1e-12, rtol=1e-12)
+    plain = hf.derive(base, "x", max_iter=3)  # the same weights, the built-in currents
+    assert not torch.allclose(blk(x), plain(x))
