@@ -25,8 +25,7 @@ from collections.abc import Callable
 import torch
 
 from ..core.graph import EnergyGraph
-from .descent import _grad_norm, descent_layers
-from .steps import step
+from .descent import _grad_norm, advance, descent_layers
 
 __all__ = ["make_descent_chunk", "currents_and_terms"]
 
@@ -52,12 +51,8 @@ def make_descent_chunk(graph: EnergyGraph, *, length: int, step_size: float, rul
     taus = {n: graph.neurons[n].tau for n in movable}
 
     def one_step(xs, cur):
-        new = dict(xs)
-        for n in movable:
-            new[n] = step(xs[n], cur[n], rule=rule, step_size=step_size, tau=taus[n])
-        new = graph.fill_copies(new)
-        for n in fast:
-            new[n] = graph.currents(gs=graph.activations(new), targets=[n], method=method)[n]
+        new = advance(graph, xs, cur, movable, fast, taus, rule=rule, step_size=step_size,
+                      method=method, checked=False)
         if record:
             new_cur, terms = currents_and_terms(graph, new, method=method)
         else:

@@ -56,6 +56,23 @@ def descent_layers(graph: EnergyGraph) -> tuple[list[str], list[str]]:
     return movable, fast
 
 
+def advance(graph: EnergyGraph, xs: dict, cur: dict, movable, fast, taus: dict, *, rule: str,
+            step_size: float, method: str, checked: bool = True) -> dict:
+    """One descent step from states ``xs`` with currents ``cur``: every movable layer by the one
+    step rule (together), memory copies refilled, then each fast layer set to its current in
+    turn. ``checked`` asks each fast current from the states, which checks them (a NaN raises,
+    naming its layer, at the step where it appears); the compiled chunk passes activations."""
+    new = dict(xs)
+    for n in movable:
+        new[n] = step(xs[n], cur[n], rule=rule, step_size=step_size, tau=taus[n])
+    new = graph.fill_copies(new)
+    for n in fast:
+        into = graph.currents(new, targets=[n], method=method) if checked else \
+            graph.currents(gs=graph.activations(new), targets=[n], method=method)
+        new[n] = into[n]
+    return new
+
+
 def check_descent_args(who, graph, xs, steps, step_size, rule):
     """Validate a descent's settings and states; returns ``(xs with copies filled, movable, fast)``."""
     if rule not in RULES:
@@ -102,15 +119,12 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
             stats.energy.append(sum(terms.values()))
             stats.grad_norm.append(_grad_norm(xs, cur, movable + fast).detach())
 
+    taus = {n: graph.neurons[n].tau for n in movable}
     cur = graph.currents(xs, method=method)
     log(cur)
     for _ in range(steps):
-        new = dict(xs)
-        for n in movable:
-            new[n] = step(xs[n], cur[n], rule=rule, step_size=step_size, tau=graph.neurons[n].tau)
-        xs = graph.fill_copies(new)
-        for n in fast:
-            xs[n] = graph.currents(xs, targets=[n], method=method)[n]
+        xs = advance(graph, xs, cur, movable, fast, taus, rule=rule, step_size=step_size,
+                     method=method)
         cur = graph.currents(xs, method=method)
         stats.steps += 1
         log(cur)
