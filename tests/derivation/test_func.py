@@ -14,6 +14,7 @@ import copy
 
 import pytest
 import torch
+from catalogue import DIM, FIXED_K, N
 
 import hopfield as hf
 from hopfield import lagrangians as L
@@ -22,19 +23,11 @@ from hopfield.core import autodiff
 
 D = torch.float64
 B = hf.blocks
-N, DIM = 4, 4
 BUILDERS = {
-    "mixer": lambda: B.mixer_block(N, DIM, 3, 5),
-    "tied_mixer": lambda: B.tied_mixer_block(N, DIM, 3, 5),
-    "vit": lambda: B.vit_block(N, DIM, 2, 5),
+    **FIXED_K,
     "imixer_k1": lambda: B.imixer_block(N, DIM, 3, 3, 5, max_iter=1),
-    "imixer_k2": lambda: B.imixer_block(N, DIM, 3, 3, 5, max_iter=2),
-    "imixer_k2_autograd": lambda: B.imixer_block(N, DIM, 3, 3, 5, max_iter=2, currents="autograd"),
     "imixer_iteration": lambda: B.imixer_block(N, DIM, 3, 3, 5, max_iter=2,
                                                spectral_schedule="iteration"),
-    "tied_imixer": lambda: B.tied_imixer_block(N, DIM, 3, 3, 5, max_iter=2),
-    "et": lambda: B.et_block(N, DIM, 2, num_memories=5, steps=2),
-    "et_autograd": lambda: B.et_block(N, DIM, 2, num_memories=5, steps=2, currents="autograd"),
 }
 MODES = ["eval", "train"]
 
@@ -98,7 +91,7 @@ def test_functional_call_equals_load_state_dict(name, mode):
     torch.testing.assert_close(out, other(x), atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["imixer_k2", "imixer_k2_autograd", "et_autograd", "vit"])
+@pytest.mark.parametrize("name", ["imixer", "imixer_autograd", "et_autograd", "vit"])
 def test_grad_over_parameters_equals_backward(name):
     """``torch.func.grad`` of a loss over ``functional_call`` parameters (the spectral norms then
     see transformed weights) equals the training step's backward."""
@@ -185,7 +178,7 @@ def test_vmap_of_energy_and_currents_equals_a_loop():
             torch.testing.assert_close(currents[n][i], loop[n], atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["imixer_k2", "tied_imixer", "imixer_k2_autograd"])
+@pytest.mark.parametrize("name", ["imixer", "tied_imixer", "imixer_autograd"])
 def test_vmap_of_the_fixed_point_map(name):
     blk = make(name, "eval")
     xs = torch.randn(3, 2, N, DIM, dtype=D)
@@ -218,7 +211,7 @@ def user_block():
     return hf.derive(user_graph(), ["x", "h"], max_iter=3, currents="autograd").train()
 
 
-@pytest.mark.parametrize("name", ["et_autograd", "imixer_k2_autograd", "user"])
+@pytest.mark.parametrize("name", ["et_autograd", "imixer_autograd", "user"])
 def test_the_func_route_equals_the_autograd_route(name, monkeypatch):
     """Forward and the training gradients through the currents (second order) agree."""
     blk = user_block() if name == "user" else make(name, "train")
