@@ -314,14 +314,14 @@ class EnergyGraph(nn.Module):
         if frame:
             for s, i in pairs:
                 edge, syn = self._slots[s]
-                c = syn.frame_current(i, *(gs.get(n) for n in edge))
+                c = syn.frame_current(i, *map(gs.get, edge))
                 out = c if out is None else out + c
             return out
         for s, i in pairs:
             edge, syn = self._slots[s]
             c = None
             if method == "auto":
-                c = syn.current(i, *(gs.get(n) for n in edge))
+                c = syn.current(i, *map(gs.get, edge))
             if c is None:
                 c = self._slot_autograd(s, i, gs, like)
             out = c if out is None else out + c

@@ -377,7 +377,9 @@ class LayerNorm(Lagrangian):
         return _per_sample_sum(val)
 
     def activation(self, x):
-        ax = self._moved(x)
+        # the common case (normalise the last axis of a batched state) needs no axis lookup
+        last = self.axis == -1 and x.dim() >= 2 and x.shape[-1] == self.dim
+        ax = x.dim() - 1 if last else self._moved(x)
         w = self.weight if self.per_feature else self.weight.expand(self.dim)
         if ax == x.dim() - 1:
             return F.layer_norm(x, (self.dim,), w, self.bias, self.eps)

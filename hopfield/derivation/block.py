@@ -55,6 +55,7 @@ class DerivedBlock(nn.Module):
         # the same graph as a plain attribute for the per-call paths (a registered submodule is
         # found through nn.Module.__getattr__ on every access); not a second registration
         self.__dict__["_graph"] = graph
+        self.__dict__["_layers"] = dict(graph.neurons.items())  # the same modules, plain lookups
         self.slow = tuple(slow)
         self.plans = tuple(plans)
         self.repeats = repeats
@@ -95,7 +96,7 @@ class DerivedBlock(nn.Module):
                 low = self._current(comp.lower[n], gs, like)
                 c = low if c is None else c + low
             if c is None:
-                c = like.new_zeros((like.shape[0], *self.graph.neurons[n].shape))
+                c = like.new_zeros((like.shape[0], *self._layers[n].shape))
             xs[n] = c
             if not (comp.implicit and single):  # else the solve computes it from its iterate
                 gs[n] = self._act(n, c)
@@ -246,7 +247,7 @@ class DerivedBlock(nn.Module):
             xs[n] = clamped[n]
             gs[n] = self._act(n, clamped[n])
         for n in plan.copies:  # clamped memory copies of a slow layer
-            src = self.graph.neurons[n].copy_of
+            src = self._layers[n].copy_of
             xs[n] = start[src]
             own = lag or self.graph.lagrangian_of(src)
             same = start[src] is states[src] and self.currents_method == "auto"
@@ -275,7 +276,7 @@ class DerivedBlock(nn.Module):
                 keep = 1.0 - self.drop_path  # stochastic depth
                 mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
             out[n] = step(x, currents[n], rule=plan.step, step_size=plan.step_size,
-                          tau=self._graph.neurons[n].tau, drop_mask=mask, keep_prob=keep)
+                          tau=self._layers[n].tau, drop_mask=mask, keep_prob=keep)
         if trace is not None:
             trace.steps.append(StepTrace(
                 plan, repeat, tuple(layers), {n: states[n].detach() for n in layers},
@@ -328,7 +329,7 @@ class DerivedBlock(nn.Module):
                               f"{', '.join(map(str, self.graph.neurons[missing[0]].shape))})).")
         batch = None
         for n, x in [*zip(self.slow, states, strict=True), *clamped.items()]:
-            shape = self.graph.neurons[n].shape
+            shape = self._layers[n].shape
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a tensor, got "
                                 f"{type(x).__name__}.")
@@ -361,7 +362,7 @@ class DerivedBlock(nn.Module):
             plans = tuple(p.replace(**changes) if any(c.implicit for c in p.components) else p
                           for p in plans)
         tr = Trace() if trace else None
-        self.last_stats = {}
+        self.__dict__["last_stats"] = {}  # a plain attribute (no nn.Module bookkeeping)
         with self._spectral_scope():  # spectral norms: once per forward, or per iteration
             for r in range(self.repeats if repeats is None else repeats):
                 for plan in plans:

@@ -260,7 +260,7 @@ def test_backward_tolerance_and_budget_are_settable_through_derive():
 
 
 def test_plain_lookups_follow_the_registered_modules_through_copies():
-    """The executor's plain references (graph, Lagrangians, synapses) are the registered modules,
+    """The executor's plain references (graph, layers, Lagrangians, synapses) are the registered modules,
     also after deepcopy and a pickle round trip, and add nothing to the state dict."""
     import copy
     import io
@@ -274,6 +274,7 @@ def test_plain_lookups_follow_the_registered_modules_through_copies():
         g = blk.graph
         assert blk._graph is g and list(blk.state_dict()) == keys
         for n, layer in g.neurons.items():
+            assert blk._layers[n] is layer
             src = layer if layer.copy_of is None else g.neurons[layer.copy_of]
             assert g.lagrangian_of(n) is src.lagrangian
         for s, (edge, syn) in g._slots.items():
