@@ -12,6 +12,9 @@ import sys
 import pytest
 import torch
 
+import hopfield as hf
+from hopfield import lagrangians as L
+from hopfield import synapses as S
 from hopfield.cli.export import ExportMismatchError, example_images, export_model
 from hopfield.models import create_model
 
@@ -134,3 +137,42 @@ def test_eager_still_refuses_non_finite_images():
     x[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):
         model(x)
+
+
+def _user_block():
+    """A declaration outside the catalogue: a token-axis chain whose two fast layers feed back
+    on each other, iterated with the token axis last."""
+    graph = hf.EnergyGraph(
+        {"x": hf.NeuronLayer((4, 3), L.LayerNorm(3)), "a": hf.NeuronLayer((5, 3), L.Tanh(), tau=0),
+         "b": hf.NeuronLayer((6, 3), L.GELU(), tau=0)},
+        {"xa": S.Dense(4, 5, axis=-2), "ab": S.Dense(5, 6, axis=-2, tied=False)},
+        {"xa": ("x", "a"), "ab": ("a", "b")})
+    return hf.derive(graph, "x", max_iter=3)
+
+
+BLOCKS = {"mixer": lambda: hf.blocks.mixer_block(4, 3),
+          "imixer": lambda: hf.blocks.imixer_block(4, 3, max_iter=2),
+          "vit": lambda: hf.blocks.vit_block(4, 4, 2),
+          "user": _user_block}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_a_bare_block_exports_through_exportable(name):
+    """fx.GraphModule reserves the name ``graph``: a bare block goes through exportable(), and
+    the program (dynamic batch) equals eager; its state dict keys are the block's, prefixed."""
+    torch.manual_seed(0)
+    blk = BLOCKS[name]().eval()
+    if name == "user":
+        assert [c.frame for c in blk.plans[0].components] == [0]
+    shape = blk.graph.neurons["x"].shape
+    x = torch.randn(3, *shape)
+    batch = torch.export.Dim("batch", min=1)
+    wrapped = blk.exportable()
+    assert list(wrapped.state_dict()) == [f"block.{k}" for k in blk.state_dict()]
+    program = torch.export.export(wrapped, (x,), dynamic_shapes=(({0: batch},),))
+    x5 = torch.randn(5, *shape)
+    assert (program.module()(x5) - _eager(blk, x5)).abs().max() <= TOL
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    buf.seek(0)
+    assert (torch.export.load(buf).module()(x) - _eager(blk, x)).abs().max() <= TOL

@@ -23,6 +23,7 @@ from ..core.graph import EnergyGraph
 from ..dynamics.guards import is_tracing
 from ..dynamics.implicit import solve_fixed_point
 from ..dynamics.steps import step
+from .exportable import ExportableBlock, exportable
 from .plan import Component, Plan, check_options
 from .report import LyapunovReport, describe_block, feedback_lipschitz, lyapunov_report
 from .trace import SolveTrace, StepTrace, Trace
@@ -383,6 +384,12 @@ class DerivedBlock(nn.Module):
 
     def forward(self, *states: torch.Tensor, **clamped: torch.Tensor):
         return self.run(states, clamped)[0]
+
+    def exportable(self) -> ExportableBlock:
+        """This block behind one module level, for ``torch.export`` and ONNX: an exported bare
+        block cannot become a module again, because ``fx.GraphModule`` reserves the name
+        ``graph`` (see :mod:`hopfield.derivation.exportable`)."""
+        return exportable(self)
 
     def set_solve(self, group: int | str | None = None, **changes) -> DerivedBlock:
         """Change how implicit components are solved (``solver``, ``max_iter``, ``tol``,
