@@ -176,3 +176,22 @@ def test_a_bare_block_exports_through_exportable(name):
     torch.export.save(program, buf)
     buf.seek(0)
     assert (torch.export.load(buf).module()(x) - _eager(blk, x)).abs().max() <= TOL
+
+
+@pytest.mark.skipif(bool(_ONNX_MISSING), reason=f"{', '.join(_ONNX_MISSING)} not installed: "
+                    f"pip install 'hopfield[export]'")
+def test_a_bare_block_exports_to_onnx_through_exportable(tmp_path):
+    import onnxruntime
+
+    torch.manual_seed(0)
+    blk = _user_block().eval()
+    x = torch.randn(3, 4, 3)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(blk.exportable(), (x,), dynamo=True, verbose=False,
+                                dynamic_shapes=(({0: batch},),))
+    program.save(str(tmp_path / "b.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "b.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    x5 = torch.randn(5, 4, 3)
+    (out,) = session.run(None, {session.get_inputs()[0].name: x5.numpy()})
+    assert (torch.from_numpy(out) - _eager(blk, x5)).abs().max() <= TOL
