@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from ..core.errors import NonFiniteError, WiringError
 from ..core.graph import EnergyGraph
+from ..core.validate import check_int
 from ..dynamics.guards import is_tracing
 from ..dynamics.implicit import solve_fixed_point
 from ..dynamics.steps import step
@@ -334,6 +335,11 @@ class DerivedBlock(nn.Module):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a tensor, got "
                                 f"{type(x).__name__}.")
+            if not x.is_floating_point():
+                raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a floating-point "
+                                f"tensor, got {x.dtype}; convert it first (x.float()).")
+            if x.dtype != self._weights_dtype() and not torch.is_autocast_enabled(x.device.type):
+                self._check_dtype(n, x)
             if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
                 kind = "slow" if n in self.slow else "clamped"
                 raise WiringError(f"DerivedBlock: {kind} layer {n!r} expects input (batch, "
@@ -343,6 +349,29 @@ class DerivedBlock(nn.Module):
                                   f"others {batch}; every input must share the batch size.")
             batch = x.shape[0]
         return dict(zip(self.slow, states, strict=True))
+
+    def _weights_dtype(self):
+        """The one floating dtype of the block's parameters (``None``: none, or several),
+        cached until a conversion (``.to``, ``.double``, ...) runs ``_apply``."""
+        dtype = self.__dict__.get("_dtype", False)
+        if dtype is False:
+            dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
+            dtype = dtypes.pop() if len(dtypes) == 1 else None
+            self.__dict__["_dtype"] = dtype
+        return dtype
+
+    def _check_dtype(self, n: str, x: torch.Tensor) -> None:
+        self.__dict__.pop("_dtype", None)  # parameters may have been swapped in place: re-read
+        dtype = self._weights_dtype()
+        if dtype is not None and x.dtype != dtype:
+            raise TypeError(f"DerivedBlock: the state of layer {n!r} is {x.dtype}, the block's "
+                            f"weights are {dtype}; convert the input (x.to({dtype})) or the "
+                            f"block (block.to({x.dtype})), or run under torch.autocast.")
+
+    def _apply(self, fn, recurse: bool = True):
+        out = super()._apply(fn, recurse)
+        self.__dict__.pop("_dtype", None)  # a conversion may change the weights' dtype
+        return out
 
     def run(self, states, clamped: Mapping | None = None, *, trace: bool = False,
             max_iter: int | None = None, solver: str | None = None, tol: float | None = None,
@@ -356,6 +385,8 @@ class DerivedBlock(nn.Module):
         states = (states,) if isinstance(states, torch.Tensor) else tuple(states)
         clamped = dict(clamped or {})
         current = self._check_inputs(states, clamped)
+        if repeats is not None:
+            check_int("DerivedBlock.run", "repeats", repeats, minimum=0)
         plans = self.plans
         if max_iter is not None or solver is not None or tol is not None:
             changes = {k: v for k, v in (("max_iter", max_iter), ("solver", solver),
@@ -420,9 +451,9 @@ class DerivedBlock(nn.Module):
                                                   "max_iter", "tol", "grad", "backward_tol",
                                                   "backward_max_iter")}
                 opt.update({k: v for k, v in changes.items() if k != "solver_options"})
+                opt["solver_options"] = changes.get("solver_options", p.solver_options)
                 check_options(f"set_solve: {p.name}", opt, self.graph, p.slow)
-                if "solver_options" in changes:
-                    opt["solver_options"] = dict(changes["solver_options"] or {})
+                opt["solver_options"] = dict(opt["solver_options"] or {})
                 p = p.replace(**{k: v for k, v in opt.items() if k in allowed})
             plans.append(p)
         self.plans = tuple(plans)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import WiringError
 from ..core.lagrangians import Lagrangian
+from ..dynamics.guards import check_solver_options
 from ..dynamics.implicit import GRAD_MODES
 from ..dynamics.solvers import get_solver
 from ..dynamics.steps import RULES
@@ -181,6 +182,9 @@ def check_options(name: str, opt: dict, graph, slow_here) -> None:
     if bm is not None and (isinstance(bm, bool) or not isinstance(bm, int) or bm < 1):
         raise ValueError(f"{name}: backward_max_iter must be an int >= 1 or None, got "
                          f"{bm!r}.")
+    if opt.get("solver_options"):  # checked against the solver now, not at the first solve
+        check_solver_options(opt["solver"], get_solver(opt["solver"]), opt["solver_options"],
+                             who=name)
 
 
 def plan_group(graph: EnergyGraph, slow: Sequence[str], group: Group, index: int,

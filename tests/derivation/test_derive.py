@@ -193,9 +193,13 @@ def _graph():
     (dict(visible="x", groups=[["a"]], step_size=0), "step_size must be a positive finite number"),
     (dict(visible="x", groups=[["a"]], currents="guess"), "currents must be one of"),
     (dict(visible="x", groups=[["a"]], repeats=0), "repeats must be an int >= 1"),
+    (dict(visible="x", groups=[["a"]], solver_options={"memroy": 3}),
+     r"group1: unknown option\(s\) 'memroy' in solver_options for solver 'fixed_point'"),
+    (dict(visible="x", groups=[["a"]], solver="anderson", solver_options=[3]),
+     "solver_options must be a dict"),
 ])
 def test_derive_errors(kwargs, match):
-    with pytest.raises((hf.WiringError, ValueError), match=match):
+    with pytest.raises((hf.WiringError, ValueError, TypeError), match=match):
         hf.derive(_graph(), **kwargs)
 
 
@@ -211,6 +215,40 @@ def test_disconnected_fast_group_and_bad_input_shape():
     blk = hf.derive(g, "x", [["a"]], exclude=["uv"])
     with pytest.raises(hf.WiringError, match=r"expects input \(batch, 4\), got \(2, 5\)"):
         blk(torch.randn(2, 5))
+
+
+def test_input_faults_at_the_call_name_the_layer_and_the_fix():
+    """An integer state, a state in another dtype than the weights, a negative repeat count and
+    solver options the new solver does not take are refused before any computation."""
+    blk = hf.blocks.imixer_block(4, 6, max_iter=2)
+    with pytest.raises(TypeError, match=r"layer 'x' must be a floating-point tensor, got "
+                                        r"torch.int64; convert it first"):
+        blk(torch.ones(2, 4, 6, dtype=torch.long))
+    x64 = torch.randn(2, 4, 6, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"layer 'x' is torch.float64, the block's weights are "
+                                        r"torch.float32; convert the input"):
+        blk(x64)
+    assert blk.double()(x64).dtype == torch.float64  # a conversion updates what is expected
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes on purpose
+        assert blk.float()(x64.to(torch.bfloat16)).shape == (2, 4, 6)
+    with pytest.raises(ValueError, match="repeats >= 0"):
+        blk.run(torch.randn(2, 4, 6), repeats=-1)
+    anderson = hf.blocks.imixer_block(4, 6, solver="anderson", tol=1e-6,
+                                      solver_options={"memory": 3})
+    with pytest.raises(ValueError, match=r"set_solve: .*unknown option\(s\) 'memory'"):
+        anderson.set_solve(solver="fixed_point")
+    assert anderson.set_solve(solver="fixed_point", solver_options={}).plans[0].solver_options == {}
+
+
+def test_swapped_weights_are_read_again_before_a_dtype_error():
+    """functional_call swaps parameters without a conversion: the block re-reads their dtype."""
+    blk = hf.blocks.mixer_block(4, 6)
+    x = torch.randn(2, 4, 6)
+    blk(x)  # caches float32
+    params = {k: v.double() for k, v in blk.named_parameters()}
+    out = torch.func.functional_call(blk, params, (x.double(),))
+    assert out.dtype == torch.float64
+    assert blk(x).dtype == torch.float32
 
 
 def test_derived_block_on_a_user_graph_leaky_step():
