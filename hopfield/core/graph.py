@@ -17,10 +17,12 @@ import torch
 from torch import nn
 
 from .autodiff import energy_grads, is_batched, probe_grad
+from .dtypes import WeightsDtype
 from .errors import WiringError
 from .lagrangians import Lagrangian
 from .neurons import NeuronLayer
 from .synapses import Synapse
+from .validate import is_finite_real, is_int
 
 __all__ = ["EnergyGraph", "slot_current"]
 
@@ -52,7 +54,7 @@ def _check_method(method: str) -> None:
         raise ValueError(f"currents: unknown method {method!r}; valid: {', '.join(_METHODS)}.")
 
 
-class EnergyGraph(nn.Module):
+class EnergyGraph(WeightsDtype):
     """A hierarchical Hopfield energy, validated at construction.
 
     Args:
@@ -146,8 +148,11 @@ class EnergyGraph(nn.Module):
     def init_states(self, batch_size: int, *, std: float = 0.0, device=None, dtype=None,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """States ``{name: (batch_size, *shape)}``: zeros, or Gaussian with standard deviation ``std``."""
-        if not (isinstance(batch_size, int) and batch_size > 0):
+        if not (is_int(batch_size) and batch_size > 0):
             raise ValueError(f"init_states: batch_size must be a positive int, got {batch_size!r}.")
+        if not (is_finite_real(std) and std >= 0):
+            raise ValueError(f"init_states: std must be a finite number >= 0 (0: zeros), got "
+                             f"{std!r}.")
         dtype = dtype or torch.get_default_dtype()
         xs = {}
         for name, layer in self.neurons.items():
@@ -182,6 +187,7 @@ class EnergyGraph(nn.Module):
             x = xs[name]
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"state of neuron {name!r} must be a tensor, got {type(x).__name__}.")
+            self.check_state_dtype("EnergyGraph", name, x)
             if tuple(x.shape[1:]) != layer.shape or x.dim() != len(layer.shape) + 1:
                 raise WiringError(f"state of neuron {name!r}: expected shape (batch, "
                                   f"{', '.join(map(str, layer.shape))}), got {tuple(x.shape)}.")
@@ -271,6 +277,11 @@ class EnergyGraph(nn.Module):
         form (or every slot, for ``method="autograd"``) by autograd, untouched layers zero."""
         if targets is None:
             targets = [n for n in self.neurons if not self.neurons[n].clamped]
+        else:
+            unknown = [n for n in targets if n not in self.neurons]
+            if unknown:
+                raise WiringError(f"currents: unknown target layer(s) {unknown}; declared: "
+                                  f"{sorted(self.neurons)}.")
         out: dict[str, torch.Tensor | None] = dict.fromkeys(targets)
         closed, pending = {}, []
         for s in syn_names:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .convexity import ConvexityCheck, check_convexity
-from .validate import check_positive, check_size, is_finite_real, is_real
+from .validate import check_axis, check_positive, check_size, is_finite_real, is_real
 
 __all__ = [
     "Lagrangian",
@@ -318,6 +318,7 @@ class Softmax(Lagrangian):
     def __init__(self, beta: float = 1.0, axis: int = -1, learnable_beta: bool = False):
         super().__init__()
         check_positive("Softmax", "beta", beta)
+        check_axis("Softmax", axis)
         b = torch.tensor(float(beta))
         self.beta = nn.Parameter(b) if learnable_beta else nn.Buffer(b)
         self.axis = axis
@@ -353,6 +354,7 @@ class LayerNorm(Lagrangian):
         super().__init__()
         check_size("LayerNorm", "dim", dim)
         check_positive("LayerNorm", "eps", eps)
+        check_axis("LayerNorm", axis)
         self.dim, self.axis, self.eps, self.per_feature = int(dim), axis, float(eps), per_feature
         self.weight = nn.Parameter(torch.ones(dim) if per_feature else torch.ones(()))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
@@ -401,6 +403,7 @@ class SphericalNorm(Lagrangian):
         super().__init__()
         check_size("SphericalNorm", "dim", dim)
         check_positive("SphericalNorm", "eps", eps)
+        check_axis("SphericalNorm", axis)
         self.dim, self.axis, self.eps = int(dim), axis, float(eps)
         self.weight = nn.Parameter(torch.ones(()))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None

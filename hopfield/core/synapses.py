@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import WiringError
-from .validate import check_int, check_positive, check_size, is_int
+from .validate import check_axis, check_int, check_positive, check_size, is_int
 
 __all__ = ["Synapse", "Dense", "Conv", "HopfieldMemory", "MultiHeadAttention", "Bias",
            "FunctionSynapse", "apply_on_axis"]
@@ -133,6 +133,7 @@ class Dense(Synapse):
         super().__init__()
         check_size("Dense", "in_dim", in_dim)
         check_size("Dense", "out_dim", out_dim)
+        check_axis("Dense", axis)
         self.in_dim, self.out_dim, self.axis, self.tied = int(in_dim), int(out_dim), axis, tied
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
@@ -313,6 +314,7 @@ class HopfieldMemory(Synapse):
         check_size("HopfieldMemory", "dim", dim)
         check_size("HopfieldMemory", "num_memories", num_memories)
         check_positive("HopfieldMemory", "beta", beta)
+        check_axis("HopfieldMemory", axis)
         self.dim, self.num_memories, self.beta, self.axis, self.tied = dim, num_memories, float(beta), axis, tied
         self.patterns = nn.Parameter(torch.randn(num_memories, dim) / math.sqrt(dim))
         self.values = None if tied else nn.Parameter(torch.randn(num_memories, dim) / math.sqrt(dim))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["is_int", "is_real", "is_finite_real", "check_size", "check_int", "check_positive"]
+__all__ = ["is_int", "is_real", "is_finite_real", "check_size", "check_int", "check_positive",
+           "check_axis"]
 
 
 def is_int(value) -> bool:
@@ -66,4 +67,12 @@ def check_positive(who: str, name: str, value, *, none_ok: bool = False):
         alt = " or None (for the default)" if none_ok else ""
         raise cls(f"{who}: expected a positive finite {name}, {_got(name, value)}. "
                   f"Pass a number > 0 (not NaN or Inf){alt}.")
+    return value
+
+
+def check_axis(who: str, value) -> int:
+    """A per-sample axis: an int (negative counts from the end). Returns it unchanged."""
+    if not is_int(value):
+        raise TypeError(f"{who}: expected axis as an int (negative counts from the end), "
+                        f"{_got('axis', value)}.")
     return value

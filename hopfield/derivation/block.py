@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..core.dtypes import WeightsDtype
 from ..core.errors import NonFiniteError, WiringError
 from ..core.graph import EnergyGraph
 from ..core.validate import check_int
@@ -40,7 +41,7 @@ def _cached_parametrizations():
     return nullcontext() if torch.jit.is_tracing() else parametrize.cached()
 
 
-class DerivedBlock(nn.Module):
+class DerivedBlock(WeightsDtype):
     """An ``nn.Module`` whose forward is the update derived from an :class:`EnergyGraph`.
 
     ``forward(*slow_states, **clamped)`` takes the states of the slow layers ``(batch, *shape)``
@@ -335,11 +336,7 @@ class DerivedBlock(nn.Module):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a tensor, got "
                                 f"{type(x).__name__}.")
-            if not x.is_floating_point():
-                raise TypeError(f"DerivedBlock: the state of layer {n!r} must be a floating-point "
-                                f"tensor, got {x.dtype}; convert it first (x.float()).")
-            if x.dtype != self._weights_dtype() and not torch.is_autocast_enabled(x.device.type):
-                self._check_dtype(n, x)
+            self.check_state_dtype("DerivedBlock", n, x)
             if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
                 kind = "slow" if n in self.slow else "clamped"
                 raise WiringError(f"DerivedBlock: {kind} layer {n!r} expects input (batch, "
@@ -349,29 +346,6 @@ class DerivedBlock(nn.Module):
                                   f"others {batch}; every input must share the batch size.")
             batch = x.shape[0]
         return dict(zip(self.slow, states, strict=True))
-
-    def _weights_dtype(self):
-        """The one floating dtype of the block's parameters (``None``: none, or several),
-        cached until a conversion (``.to``, ``.double``, ...) runs ``_apply``."""
-        dtype = self.__dict__.get("_dtype", False)
-        if dtype is False:
-            dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
-            dtype = dtypes.pop() if len(dtypes) == 1 else None
-            self.__dict__["_dtype"] = dtype
-        return dtype
-
-    def _check_dtype(self, n: str, x: torch.Tensor) -> None:
-        self.__dict__.pop("_dtype", None)  # parameters may have been swapped in place: re-read
-        dtype = self._weights_dtype()
-        if dtype is not None and x.dtype != dtype:
-            raise TypeError(f"DerivedBlock: the state of layer {n!r} is {x.dtype}, the block's "
-                            f"weights are {dtype}; convert the input (x.to({dtype})) or the "
-                            f"block (block.to({x.dtype})), or run under torch.autocast.")
-
-    def _apply(self, fn, recurse: bool = True):
-        out = super()._apply(fn, recurse)
-        self.__dict__.pop("_dtype", None)  # a conversion may change the weights' dtype
-        return out
 
     def run(self, states, clamped: Mapping | None = None, *, trace: bool = False,
             max_iter: int | None = None, solver: str | None = None, tol: float | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.graph import EnergyGraph
+from ..core.validate import is_finite_real, is_int
 from .steps import RULES, step
 
 __all__ = ["DescentStats", "descend", "RULES"]
@@ -73,14 +74,16 @@ def advance(graph: EnergyGraph, xs: dict, cur: dict, movable, fast, taus: dict, 
     return new
 
 
-def check_descent_args(who, graph, xs, steps, step_size, rule):
+def check_descent_args(who, graph, xs, steps, step_size, rule, tol=None):
     """Validate a descent's settings and states; returns ``(xs with copies filled, movable, fast)``."""
     if rule not in RULES:
         raise ValueError(f"{who}: unknown rule {rule!r}; valid: {', '.join(RULES)}.")
-    if not (isinstance(step_size, (int, float)) and step_size > 0):
-        raise ValueError(f"{who}: step_size must be positive, got {step_size!r}.")
-    if not (isinstance(steps, int) and steps >= 0):
+    if not (is_finite_real(step_size) and step_size > 0):
+        raise ValueError(f"{who}: step_size must be positive and finite, got {step_size!r}.")
+    if not (is_int(steps) and steps >= 0):
         raise ValueError(f"{who}: steps must be an int >= 0, got {steps!r}.")
+    if tol is not None and not (is_finite_real(tol) and tol > 0):
+        raise ValueError(f"{who}: tol must be a positive finite number or None, got {tol!r}.")
     graph.check_states(xs)
     movable, fast = descent_layers(graph)
     for n in movable:
@@ -109,7 +112,7 @@ def descend(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: int = 100
         >>> len(st.energy)
         6
     """
-    xs, movable, fast = check_descent_args("descend", graph, xs, steps, step_size, rule)
+    xs, movable, fast = check_descent_args("descend", graph, xs, steps, step_size, rule, tol)
     stats = DescentStats()
 
     def log(cur):

@@ -151,6 +151,20 @@ def test_state_errors():
         g.currents(xs, method="magic")
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         g.init_states(0)
+    with pytest.raises(ValueError, match="std must be a finite number >= 0"):
+        g.init_states(2, std=-1.0)
+    with pytest.raises(TypeError, match=r"layer 'v' must be a floating-point tensor, got "
+                                        r"torch.int64"):
+        g.energy({"v": xs["v"].long(), "h": xs["h"]})
+    with pytest.raises(TypeError, match=r"layer 'v' is torch.float64, the weights are "
+                                        r"torch.float32; convert the input"):
+        hf.dynamics.descend(g, {"v": xs["v"].double(), "h": xs["h"].double()}, steps=1)
+    g64 = contract_graph().double()  # a conversion changes what is expected
+    g64.energy({k: v.double() for k, v in xs.items()})
+    with pytest.raises(hf.WiringError, match=r"unknown target layer\(s\) \['zz'\]"):
+        g.currents(xs, targets=["zz"])
+    with pytest.raises(TypeError, match="expected axis as an int"):
+        S.Dense(4, 3, axis=1.5)
 
 
 # ----------------------------------------------------------------------------- descent
@@ -215,5 +229,12 @@ def test_descent_errors():
         hf.dynamics.descend(g, xs, rule="sideways")
     with pytest.raises(ValueError, match="step_size must be positive"):
         hf.dynamics.descend(g, xs, step_size=0)
+    with pytest.raises(ValueError, match="step_size must be positive and finite, got inf"):
+        hf.dynamics.descend(g, xs, step_size=float("inf"), rule="residual")
+    for tol in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="tol must be a positive finite number or None"):
+            hf.dynamics.descend(g, xs, tol=tol)
+    with pytest.raises(ValueError, match="steps must be an int >= 0, got True"):
+        hf.dynamics.descend(g, xs, steps=True)
     with pytest.raises(ValueError, match=r"step_size=2 exceeds tau=1 of neuron"):
         hf.dynamics.descend(g, xs, step_size=2)

@@ -225,7 +225,7 @@ def test_input_faults_at_the_call_name_the_layer_and_the_fix():
                                         r"torch.int64; convert it first"):
         blk(torch.ones(2, 4, 6, dtype=torch.long))
     x64 = torch.randn(2, 4, 6, dtype=torch.float64)
-    with pytest.raises(TypeError, match=r"layer 'x' is torch.float64, the block's weights are "
+    with pytest.raises(TypeError, match=r"layer 'x' is torch.float64, the weights are "
                                         r"torch.float32; convert the input"):
         blk(x64)
     assert blk.double()(x64).dtype == torch.float64  # a conversion updates what is expected
