@@ -313,3 +313,12 @@ def test_images_script_quick_mode(tmp_path):
     assert proc.stdout.count("RESULT memory_images_") == 8
     record = json.loads((tmp_path / "memory_images_quick.json").read_text())
     assert all(0.0 <= c["accuracy"] <= 1.0 for c in record["cells"])
+
+
+def test_overlap_and_nearest_refuse_states_of_another_length():
+    xi = torch.ones(3, 16)
+    for fn in (memory.overlap, memory.nearest):
+        with pytest.raises(ValueError, match=r"of one length N, got \(2, 8\) and \(3, 16\)"):
+            fn(torch.ones(2, 8), xi)
+        with pytest.raises(ValueError, match="flatten images first"):
+            fn(torch.ones(2, 4, 4), xi)

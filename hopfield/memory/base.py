@@ -53,6 +53,7 @@ def overlap(output: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
     ``(batch,)``) or ``(K, N)`` with ``K != batch`` (every pattern, returns ``(batch, K)``).
     Continuous states are read out by their sign; $m = 1$ is perfect recall.
     """
+    _check_pair("overlap", output, patterns)
     s = torch.sign(output).to(patterns.dtype)
     if patterns.shape == output.shape:
         return (s * patterns).mean(-1)
@@ -61,7 +62,15 @@ def overlap(output: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
 
 def nearest(output: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
     """Index of the stored pattern nearest (Euclidean) to each recalled state, ``(batch,)``."""
+    _check_pair("nearest", output, patterns)
     return torch.cdist(output.to(patterns.dtype), patterns).argmin(-1)
+
+
+def _check_pair(who: str, output: torch.Tensor, patterns: torch.Tensor) -> None:
+    if output.dim() != 2 or patterns.dim() != 2 or output.shape[1] != patterns.shape[1]:
+        raise ValueError(f"{who}: expected recalled states (batch, N) and patterns (K, N) of one "
+                         f"length N, got {tuple(output.shape)} and {tuple(patterns.shape)}; "
+                         f"flatten images first: x.flatten(1).")
 
 
 def check_patterns(who: str, patterns, *, binary: bool, dtype: torch.dtype | None) -> torch.Tensor:
