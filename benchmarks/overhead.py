@@ -3,7 +3,8 @@
 The reference blocks are the plain-PyTorch ones in ``tests/reference`` (timm's Mixer and ViT
 layouts, the official iMixer iMLP). Each derived block gets the reference's weights through
 ``hopfield.interop.convert``; both run in training mode on the same input, timed in interleaved
-pairs in one process, and the ratio is the median over pairs (target ≤ 1.05).
+pairs in one process, and the ratio is the median over pairs (target ≤ 1.05). The same pairs
+are then timed for inference (eval mode, no gradients, forward only), reported without a target.
 
 Usage: ``python benchmarks/overhead.py [--pairs 30] [--sizes small,s16] [--threads N]``.
 Ends with one ``RESULT overhead_<block>_<size> <ratio>`` line per block and size.
@@ -74,6 +75,28 @@ def timed(block, params, x):
     return time.perf_counter() - t
 
 
+def measure_eval(ref, der, shape, pairs, warmup=3):
+    """Inference: eval mode, no gradients, forward only; median over interleaved pairs."""
+    ref, der = ref.eval(), der.eval()
+    x = torch.randn(shape)
+    ratios = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            ref(x)
+            der(x)
+        for i in range(pairs):
+            order = (ref, der) if i % 2 else (der, ref)
+            times = {}
+            for block in order:
+                t = time.perf_counter()
+                block(x)
+                times[block is der] = time.perf_counter() - t
+            ratios.append(times[True] / times[False])
+    ref.train()
+    der.train()
+    return statistics.median(ratios)
+
+
 def measure(ref, der, shape, pairs, warmup=3):
     x = torch.randn(shape, requires_grad=True)
     for _ in range(warmup):
@@ -108,11 +131,12 @@ def main(argv=None):
                         ("imixer", 4)):
             ref, der, shape = pair(kind, size, k)
             ratio, tr, td = measure(ref, der, shape, args.pairs)
+            eval_ratio = measure_eval(ref, der, shape, args.pairs)
             name = kind if k is None else f"imixer_k{k}"
             rows.append({"block": name, "size": size, "input": list(shape), "ratio": ratio,
-                         "ref_ms": 1e3 * tr, "derived_ms": 1e3 * td})
+                         "ref_ms": 1e3 * tr, "derived_ms": 1e3 * td, "eval_ratio": eval_ratio})
             print(f"{name:10s} {size:6s} ref {1e3 * tr:8.2f} ms  derived {1e3 * td:8.2f} ms  "
-                  f"ratio {ratio:.3f}", flush=True)
+                  f"ratio {ratio:.3f}  inference ratio {eval_ratio:.3f}", flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__}
     out = Path(args.out)
@@ -122,15 +146,20 @@ def main(argv=None):
     lines = ["# Overhead of derivation (forward + backward, training mode)", "",
              f"Command: `python benchmarks/overhead.py --pairs {args.pairs} --sizes {args.sizes}` "
              f"· CPU {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}. "
-             "Median over interleaved pairs of derived / reference time.", "",
-             "| block | size | input (B, N, D) | reference ms | derived ms | ratio |",
-             "|---|---|---|---|---|---|"]
+             "Median over interleaved pairs of derived / reference time: training mode forward + "
+             "backward (reference and derived ms, ratio; target <= 1.05), and inference (eval "
+             "mode, no gradients, forward only; no target).", "",
+             "| block | size | input (B, N, D) | reference ms | derived ms | ratio | inference "
+             "ratio |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['block']} | {r['size']} | {tuple(r['input'])} | {r['ref_ms']:.2f} | "
-                     f"{r['derived_ms']:.2f} | {r['ratio']:.3f} |")
+                     f"{r['derived_ms']:.2f} | {r['ratio']:.3f} | {r['eval_ratio']:.3f} |")
     (out / "overhead.md").write_text("\n".join(lines) + "\n")
     for r in rows:
         print(f"RESULT overhead_{r['block']}_{r['size']} {r['ratio']:.4f}")
+    for r in rows:
+        print(f"RESULT overhead_inference_{r['block']}_{r['size']} {r['eval_ratio']:.4f}")
 
 
 if __name__ == "__main__":
