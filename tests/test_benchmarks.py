@@ -196,3 +196,18 @@ def test_descent_benchmark_quick_run_writes_its_results(tmp_path, needs_compile)
     assert all(v < 1e-3 for k, v in run["equivalence_max_abs_diff"].items() if "chunk" in k)
     md = (tmp_path / "smoke.md").read_text()
     assert str(tmp_path) not in md and "| chunk=2 +stats |" in md and "RESULT " in md
+
+
+def test_overhead_quick_run_writes_training_and_inference_ratios(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--pairs", "2",
+           "--sizes", "small", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    blocks = ["mixer", "vit", "imixer_k1", "imixer_k2", "imixer_k4"]
+    for b in blocks:
+        assert f"RESULT overhead_{b}_small " in proc.stdout
+        assert f"RESULT overhead_inference_{b}_small " in proc.stdout
+    record = json.loads((tmp_path / "overhead.json").read_text())
+    assert [r["block"] for r in record["rows"]] == blocks
+    assert all(r["ratio"] > 0 and r["eval_ratio"] > 0 for r in record["rows"])
+    table = (tmp_path / "overhead.md").read_text()
+    assert "| inference ratio |" in table and str(tmp_path) not in table
