@@ -322,19 +322,14 @@ class EnergyGraph(WeightsDtype):
         last (the planner checks that they share one; docs/concepts/fast_layers.md#iteration-layout).
         """
         out = None
-        if frame:
-            for s, i in pairs:
-                edge, syn = self._slots[s]
-                c = syn.frame_current(i, *map(gs.get, edge))
-                out = c if out is None else out + c
-            return out
         for s, i in pairs:
             edge, syn = self._slots[s]
-            c = None
-            if method == "auto":
-                c = syn.current(i, *map(gs.get, edge))
-            if c is None:
-                c = self._slot_autograd(s, i, gs, like)
+            if frame:
+                c = syn.frame_current(i, *map(gs.get, edge))
+            else:
+                c = syn.current(i, *map(gs.get, edge)) if method == "auto" else None
+                if c is None:
+                    c = self._slot_autograd(s, i, gs, like)
             out = c if out is None else out + c
         return out
 

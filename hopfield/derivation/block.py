@@ -252,7 +252,7 @@ class DerivedBlock(WeightsDtype):
         for n in plan.copies:  # clamped memory copies of a slow layer
             src = self._layers[n].copy_of
             xs[n] = start[src]
-            own = lag or self.graph.lagrangian_of(src)
+            own = lag or self._graph.lagrangian_of(src)
             same = start[src] is states[src] and self.currents_method == "auto"
             gs[n] = gs[src] if same else own.activation(start[src])
         return xs, gs
