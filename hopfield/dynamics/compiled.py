@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 
 from ..core.graph import EnergyGraph
+from ..core.validate import is_int
 from .chunk import currents_and_terms, make_descent_chunk
 from .descent import DescentStats, _grad_norm, check_descent_args
 
@@ -119,13 +120,11 @@ def descend_compiled(graph: EnergyGraph, xs: dict[str, torch.Tensor], *, steps: 
     states unchanged, and the host reads the flag once per chunk.
     """
     xs, movable, fast = check_descent_args("descend_compiled", graph, xs, steps, step_size,
-                                           rule)
-    if not (isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1):
+                                           rule, tol)
+    if not (is_int(chunk) and chunk >= 1):
         raise ValueError(f"descend_compiled: chunk must be an int >= 1, got {chunk!r}.")
     if mode is not None and options:
         raise ValueError("descend_compiled: pass either mode or options, not both.")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"descend_compiled: tol must be a positive number, got {tol!r}.")
     on_gpu = any(v.is_cuda for v in xs.values())
     if mode is None and not options and on_gpu:
         mode = "reduce-overhead"

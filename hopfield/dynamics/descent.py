@@ -83,7 +83,7 @@ def check_descent_args(who, graph, xs, steps, step_size, rule, tol=None):
     if not (is_int(steps) and steps >= 0):
         raise ValueError(f"{who}: steps must be an int >= 0, got {steps!r}.")
     if tol is not None and not (is_finite_real(tol) and tol > 0):
-        raise ValueError(f"{who}: tol must be a positive finite number or None, got {tol!r}.")
+        raise ValueError(f"{who}: tol must be a positive number (finite, or None), got {tol!r}.")
     graph.check_states(xs)
     movable, fast = descent_layers(graph)
     for n in movable:
